@@ -1,0 +1,29 @@
+/* Shared pieces of the normjit command-line tool. */
+#ifndef NJ_TOOL_H
+#define NJ_TOOL_H
+
+#include "normjit.h"
+
+/* Exit statuses of every command. */
+enum { NJ_EXIT_OK = 0, NJ_EXIT_FAIL = 1, NJ_EXIT_USAGE = 2 };
+
+/* Each command: argv[0] is the command's name. */
+int nj_cmd_info(int argc, char **argv);
+int nj_cmd_warm(int argc, char **argv);
+
+/* Print "normjit <cmd>: <message>" to stderr and return NJ_EXIT_USAGE. */
+int nj_usage_error(const char *cmd, const char *fmt, ...);
+
+/* Print "normjit: <what>: <status name>: <last error>" to stderr and return NJ_EXIT_FAIL. */
+int nj_report_failure(const char *what, int status);
+
+/* Log callback that prints library warnings to stderr. */
+void nj_tool_log(void *user, int level, const char *message);
+
+/* Seconds since an arbitrary start, monotonic. */
+double nj_now(void);
+
+/* Online processors. */
+int nj_cpu_count(void);
+
+#endif
