@@ -10,6 +10,7 @@
 //   NJ_TPR      threads per row per CTA: a power of two up to 32, or a multiple of 32
 //   NJ_RPC      rows per CTA
 //   NJ_CLUSTER  CTAs that share one row through a thread-block cluster (sm_90), else 1
+//   NJ_MIN_CTAS CTAs per SM the compiler must fit (__launch_bounds__), 0: its choice
 //   NJ_STORAGE  NJ_STORAGE_REG: the row stays in registers between reduction and output;
 //               NJ_STORAGE_STREAM: the row is read twice (hidden sizes too large to hold)
 //
@@ -27,6 +28,12 @@ typedef long long nj_i64;
 #define NJ_NPT ((NJ_NVC + NJ_TPR - 1) / NJ_TPR)          // vectors per thread (register storage)
 #define NJ_WPR (NJ_TPR > 32 ? NJ_TPR / 32 : 1)           // warps per row
 #define NJ_EXACT_SPLIT (NJ_NVC % NJ_TPR == 0 && NJ_NV % NJ_CLUSTER == 0)
+
+#if NJ_MIN_CTAS > 0
+#define NJ_BOUNDS __launch_bounds__(NJ_THREADS, NJ_MIN_CTAS)
+#else
+#define NJ_BOUNDS __launch_bounds__(NJ_THREADS)
+#endif
 
 #if NJ_CLUSTER > 1
 #define NJ_CLUSTER_ATTR __cluster_dims__(NJ_CLUSTER, 1, 1)
@@ -49,7 +56,11 @@ __device__ __forceinline__ float nj_to_f32(nj_f16 v)
 }
 __device__ __forceinline__ float nj_to_f32(nj_bf16 v)
 {
-    return __uint_as_float((unsigned)v.bits << 16);
+    // bf16 is the high half of an fp32; build it with a register move, not a
+    // shift of the 16-bit field (which the compiler may route through memory).
+    float f;
+    asm("mov.b32 %0, {%1, %2};" : "=f"(f) : "h"((unsigned short)0), "h"(v.bits));
+    return f;
 }
 
 template <typename T> __device__ __forceinline__ T nj_from_f32(float f);
@@ -130,7 +141,11 @@ __device__ __forceinline__ nj_slot nj_slot_of_thread()
 }
 
 // Register storage: thread `lane` holds vectors lane, lane + TPR, lane + 2 TPR, ...
-// of its CTA's slice of the row.
+// of its CTA's slice of the row. Addresses are the thread's first vector plus
+// compile-time offsets, so the loads and stores use immediate offsets instead
+// of a 64-bit address register each.
+#define NJ_STEP (NJ_TPR * NJ_VEC) // elements between a thread's vectors
+
 __device__ __forceinline__ bool nj_owns(int i, const nj_slot &s)
 {
     if (NJ_EXACT_SPLIT)
@@ -139,9 +154,16 @@ __device__ __forceinline__ bool nj_owns(int i, const nj_slot &s)
     return local < NJ_NVC && s.crank * NJ_NVC + local < NJ_NV;
 }
 
-__device__ __forceinline__ int nj_vec_index(int i, const nj_slot &s)
+// Element offset of the thread's first vector within its row.
+__device__ __forceinline__ nj_i64 nj_thread_offset(const nj_slot &s)
 {
-    return s.crank * NJ_NVC + s.lane + i * NJ_TPR;
+    return (nj_i64)(s.crank * NJ_NVC + s.lane) * NJ_VEC;
+}
+
+// p + n, keeping a null pointer null (optional weights and bias).
+template <typename T> __device__ __forceinline__ const T *nj_advance(const T *p, nj_i64 n)
+{
+    return p ? p + n : p;
 }
 
 // ---------------------------------------------------------------------------
@@ -166,76 +188,183 @@ __device__ __forceinline__ float nj_cluster_load(const float *p, unsigned rank)
 #endif
 
 // ---------------------------------------------------------------------------
-// Row reduction: sums N floats over the NJ_TPR threads of a row (and the
-// CTAs of a cluster) and gives every one of them the total.
+// Row reduction: combines per-thread partial results over the NJ_TPR threads
+// of a row (and the CTAs of a cluster) and gives every one of them the total.
+// `Op` says what a partial result is (K floats) and how two are combined:
 //
-// The order of additions depends only on NJ_TPR and NJ_CLUSTER: a butterfly
-// within the warp (both partners add the same two numbers, so all lanes agree
-// bit for bit), then warps in index order, then CTAs in rank order. A row's
-// result therefore never depends on which other rows share the launch.
-// Every thread of the CTA must call it (it contains barriers).
+//   nj_sum<K>  K independent sums
+//   nj_chan    (count, mean, M2) merged with Chan's formula, for a one-pass
+//              mean and variance that keeps two-pass accuracy
+//
+// The order of combination depends only on NJ_TPR and NJ_CLUSTER: a butterfly
+// within the warp, in which both partners combine (lower lane, higher lane)
+// so all lanes agree bit for bit; then the warps as a fixed binary tree; then
+// CTAs in rank order. A row's result therefore never depends on which other rows
+// share the launch.
+//
+// Shared buffers are double-buffered by `phase` (reduction k uses buffer
+// k % 2): a thread that writes a buffer again has passed the barrier of the
+// reduction in between, which every reader of its old contents reached
+// first. So each reduction needs one CTA barrier (plus one cluster barrier),
+// not two. Every thread of the CTA must call it, in the same order.
 
-template <int N>
-__device__ __forceinline__ void nj_row_sum(float (&v)[N], const nj_slot &s)
+template <int N> struct nj_sum {
+    static constexpr int K = N;
+    __device__ __forceinline__ static void combine(float (&lo)[K], const float (&hi)[K])
+    {
+#pragma unroll
+        for (int k = 0; k < K; ++k)
+            lo[k] += hi[k];
+    }
+};
+
+struct nj_chan {
+    static constexpr int K = 3; // count, mean, M2 (sum of squared deviations)
+    __device__ __forceinline__ static void combine(float (&lo)[K], const float (&hi)[K])
+    {
+        // Counts are whole numbers below 2^24; the fast division is deterministic,
+        // within 2 ulp, and a fraction of the latency of an IEEE one.
+        const float n = lo[0] + hi[0];
+        const float delta = hi[1] - lo[1];
+        const float share = n > 0.f ? __fdividef(hi[0], n) : 0.f;
+        lo[2] = lo[2] + hi[2] + delta * delta * lo[0] * share;
+        lo[1] = lo[1] + delta * share;
+        lo[0] = n;
+    }
+};
+
+struct nj_reducer {
+    int phase;
+};
+
+template <typename Op>
+__device__ __forceinline__ void nj_row_reduce(float (&v)[Op::K], const nj_slot &s,
+                                              nj_reducer &red)
 {
+    constexpr int K = Op::K;
+    const int buf = red.phase & 1;
+    red.phase++;
+    (void)buf;
 #pragma unroll
     for (int o = (NJ_TPR < 32 ? NJ_TPR : 32) / 2; o > 0; o >>= 1) {
+        float lo[K], hi[K];
+        const bool upper = (s.lane & o) != 0;
 #pragma unroll
-        for (int n = 0; n < N; ++n)
-            v[n] += __shfl_xor_sync(0xffffffffu, v[n], o);
+        for (int k = 0; k < K; ++k) {
+            const float other = __shfl_xor_sync(0xffffffffu, v[k], o);
+            lo[k] = upper ? other : v[k];
+            hi[k] = upper ? v[k] : other;
+        }
+        Op::combine(lo, hi);
+#pragma unroll
+        for (int k = 0; k < K; ++k)
+            v[k] = lo[k];
     }
 #if NJ_TPR > 32
-    __shared__ float warp_part[NJ_RPC][NJ_WPR][N];
+    __shared__ float warp_part[2][NJ_RPC][NJ_WPR][K];
     if ((s.lane & 31) == 0) {
 #pragma unroll
-        for (int n = 0; n < N; ++n)
-            warp_part[s.rloc][s.lane >> 5][n] = v[n];
+        for (int k = 0; k < K; ++k)
+            warp_part[buf][s.rloc][s.lane >> 5][k] = v[k];
+    }
+    __syncthreads();
+    {
+        // The warps' partials, combined as a fixed binary tree (warp 0 with 1,
+        // 2 with 3, ..., then pairs of pairs): the same order in every thread,
+        // and log2(warps) dependent steps instead of one per warp.
+        float p[NJ_WPR][K];
+#pragma unroll
+        for (int w = 0; w < NJ_WPR; ++w) {
+#pragma unroll
+            for (int k = 0; k < K; ++k)
+                p[w][k] = warp_part[buf][s.rloc][w][k];
+        }
+#pragma unroll
+        for (int step = 1; step < NJ_WPR; step *= 2) {
+#pragma unroll
+            for (int w = 0; w + step < NJ_WPR; w += 2 * step)
+                Op::combine(p[w], p[w + step]);
+        }
+#pragma unroll
+        for (int k = 0; k < K; ++k)
+            v[k] = p[0][k];
+    }
+#endif
+#if NJ_CLUSTER > 1
+    // One warp gathers the CTAs' partial results (lane r from CTA r) and
+    // combines them in rank order; the CTA reads the total from shared memory.
+    __shared__ float cta_part[2][K];
+    __shared__ float cluster_total[2][K];
+    if (threadIdx.x == 0) {
+#pragma unroll
+        for (int k = 0; k < K; ++k)
+            cta_part[buf][k] = v[k];
+    }
+    nj_cluster_sync();
+    if (threadIdx.x < 32) {
+        float mine[K], t[K];
+#pragma unroll
+        for (int k = 0; k < K; ++k) {
+            mine[k] = threadIdx.x < NJ_CLUSTER ? nj_cluster_load(&cta_part[buf][k], threadIdx.x)
+                                               : 0.f;
+            t[k] = __shfl_sync(0xffffffffu, mine[k], 0);
+        }
+#pragma unroll
+        for (int r = 1; r < NJ_CLUSTER; ++r) {
+            float next[K];
+#pragma unroll
+            for (int k = 0; k < K; ++k)
+                next[k] = __shfl_sync(0xffffffffu, mine[k], r);
+            Op::combine(t, next);
+        }
+        if (threadIdx.x == 0) {
+#pragma unroll
+            for (int k = 0; k < K; ++k)
+                cluster_total[buf][k] = t[k];
+        }
     }
     __syncthreads();
 #pragma unroll
-    for (int n = 0; n < N; ++n) {
-        float t = warp_part[s.rloc][0][n];
-#pragma unroll
-        for (int w = 1; w < NJ_WPR; ++w)
-            t += warp_part[s.rloc][w][n];
-        v[n] = t;
-    }
-    __syncthreads(); // warp_part is reused by the next reduction
+    for (int k = 0; k < K; ++k)
+        v[k] = cluster_total[buf][k];
 #endif
+}
+
+// Before a CTA of a cluster exits, every CTA must be done reading its shared memory.
+__device__ __forceinline__ void nj_cluster_exit()
+{
 #if NJ_CLUSTER > 1
-    __shared__ float cta_part[N];
-    if (threadIdx.x == 0) {
-#pragma unroll
-        for (int n = 0; n < N; ++n)
-            cta_part[n] = v[n];
-    }
     nj_cluster_sync();
-#pragma unroll
-    for (int n = 0; n < N; ++n) {
-        float t = nj_cluster_load(&cta_part[n], 0);
-#pragma unroll
-        for (unsigned r = 1; r < NJ_CLUSTER; ++r)
-            t += nj_cluster_load(&cta_part[n], r);
-        v[n] = t;
-    }
-    nj_cluster_sync(); // no CTA overwrites cta_part or exits while others read it
 #endif
 }
 
 // ---------------------------------------------------------------------------
-// Output: y[j] = (x[j] - mean) * rstd * (w[j] + w_offset) + b[j], computed in
-// fp32 and rounded once. w and b may be null (1 and 0).
+// Weights and bias. Each thread asks for its share to be brought into L1 as
+// soon as it has issued its loads of x, so that the loads after the
+// reduction hit L1 instead of waiting on L2 (a short row's latency is mostly
+// these waits); a prefetch costs no registers.
 
-__device__ __forceinline__ void nj_write_vec(NJ_TY *yr, int j, const nj_xvec &xv, const NJ_TW *w,
-                                             const NJ_TW *b, float mean, float rstd,
-                                             float w_offset)
+typedef nj_vec<NJ_TW, NJ_VEC> nj_wvec;
+
+__device__ __forceinline__ void nj_prefetch(const void *p)
 {
-    nj_vec<NJ_TW, NJ_VEC> wv, bv;
+    asm volatile("prefetch.global.L1 [%0];" ::"l"(p));
+}
+
+// ---------------------------------------------------------------------------
+// Output: y = (x - mean) * rstd * (w + w_offset) + b for one vector, in fp32,
+// rounded once. y, w and b point at the vector; w and b may be null (1, 0).
+
+__device__ __forceinline__ void nj_norm_vec(NJ_TY *y, const NJ_TW *w, const NJ_TW *b,
+                                            const nj_xvec &xv, float mean, float rstd,
+                                            float w_offset)
+{
+    nj_wvec wv, bv;
     nj_vec<NJ_TY, NJ_VEC> out;
     if (w)
-        nj_load(wv, w + (nj_i64)j * NJ_VEC);
+        nj_load(wv, w);
     if (b)
-        nj_load(bv, b + (nj_i64)j * NJ_VEC);
+        nj_load(bv, b);
 #pragma unroll
     for (int k = 0; k < NJ_VEC; ++k) {
         float f = (nj_to_f32(xv.v[k]) - mean) * rstd;
@@ -245,7 +374,7 @@ __device__ __forceinline__ void nj_write_vec(NJ_TY *yr, int j, const nj_xvec &xv
             f += nj_to_f32(bv.v[k]);
         out.v[k] = nj_from_f32<NJ_TY>(f);
     }
-    nj_store(yr + (nj_i64)j * NJ_VEC, out);
+    nj_store(y, out);
 }
 
 #if NJ_STORAGE == NJ_STORAGE_REG
@@ -254,29 +383,79 @@ struct nj_row_regs {
     nj_xvec v[NJ_NPT];
 };
 
-__device__ __forceinline__ void nj_load_row(nj_row_regs &r, const NJ_TX *xr, bool live,
-                                            const nj_slot &s)
+// Load this thread's vectors of the row (zeros for vectors it does not own)
+// and ask for its weights and bias to come into L1. xt, wt, bt point at the
+// thread's first vector (nj_thread_offset).
+__device__ __forceinline__ void nj_load_row(nj_row_regs &r, const NJ_TX *xt, const NJ_TW *wt,
+                                            const NJ_TW *bt, bool live, const nj_slot &s)
 {
 #pragma unroll
     for (int i = 0; i < NJ_NPT; ++i) {
         if (live && nj_owns(i, s)) {
-            nj_load(r.v[i], xr + (nj_i64)nj_vec_index(i, s) * NJ_VEC);
+            nj_load(r.v[i], xt + i * NJ_STEP);
         } else {
 #pragma unroll
             for (int k = 0; k < nj_xvec::WORDS; ++k)
                 r.v[i].w[k] = typename nj_xvec::word();
         }
     }
+#pragma unroll
+    for (int i = 0; i < NJ_NPT; ++i) {
+        if (live && nj_owns(i, s)) {
+            if (wt)
+                nj_prefetch(wt + i * NJ_STEP);
+            if (bt)
+                nj_prefetch(bt + i * NJ_STEP);
+        }
+    }
 }
 
-__device__ __forceinline__ void nj_store_row(const nj_row_regs &r, NJ_TY *yr, const NJ_TW *w,
-                                             const NJ_TW *b, float mean, float rstd,
+// After a reduction, pass the row's packed 16-bit inputs through an identity
+// permutation whose selector depends on the reduction's result. ptxas cannot
+// see through it, so it converts x to fp32 again after the reduction instead
+// of keeping every converted value alive across it (twice the registers, half
+// the occupancy). The selector differs from the identity only when `dep` is
+// NaN, and then every output is NaN whatever x holds.
+__device__ __forceinline__ void nj_permute(unsigned &w, unsigned sel)
+{
+    asm("prmt.b32 %0, %0, 0, %1;" : "+r"(w) : "r"(sel));
+}
+__device__ __forceinline__ void nj_permute(uint2 &w, unsigned sel)
+{
+    nj_permute(w.x, sel);
+    nj_permute(w.y, sel);
+}
+__device__ __forceinline__ void nj_permute(uint4 &w, unsigned sel)
+{
+    nj_permute(w.x, sel);
+    nj_permute(w.y, sel);
+    nj_permute(w.z, sel);
+    nj_permute(w.w, sel);
+}
+__device__ __forceinline__ void nj_permute(unsigned short &, unsigned) {}
+
+__device__ __forceinline__ void nj_refresh_row(nj_row_regs &r, float dep)
+{
+    if constexpr (sizeof(NJ_TX) == 2) {
+        const unsigned sel = 0x3210u + (dep != dep ? 1u : 0u);
+#pragma unroll
+        for (int i = 0; i < NJ_NPT; ++i) {
+#pragma unroll
+            for (int k = 0; k < nj_xvec::WORDS; ++k)
+                nj_permute(r.v[i].w[k], sel);
+        }
+    }
+}
+
+__device__ __forceinline__ void nj_store_row(const nj_row_regs &r, NJ_TY *yt, const NJ_TW *wt,
+                                             const NJ_TW *bt, float mean, float rstd,
                                              float w_offset, bool live, const nj_slot &s)
 {
 #pragma unroll
     for (int i = 0; i < NJ_NPT; ++i)
         if (live && nj_owns(i, s))
-            nj_write_vec(yr, nj_vec_index(i, s), r.v[i], w, b, mean, rstd, w_offset);
+            nj_norm_vec(yt + i * NJ_STEP, nj_advance(wt, i * NJ_STEP), nj_advance(bt, i * NJ_STEP),
+                        r.v[i], mean, rstd, w_offset);
 }
 #endif
 

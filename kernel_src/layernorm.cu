@@ -1,17 +1,20 @@
 // LayerNorm forward: y = (x - mean) * rsqrt(var + eps) * (w + w_offset) + b,
 // with the biased variance.
 //
-// Work split as in rmsnorm.cu. Register storage computes the mean, then the
-// variance as the mean of (x - mean)^2 over the values still in registers
-// (two reductions, no cancellation). Stream storage makes one pass of sums
-// shifted by the row's first element, which keeps E[d^2] - E[d]^2 accurate
-// when the mean is large against the spread, then a second pass for the output.
-// Knobs: NJ_VEC, NJ_TPR, NJ_RPC, NJ_CLUSTER, NJ_STORAGE (see common.cuh).
+// Work split as in rmsnorm.cu. Register storage: each thread computes the
+// count, mean and sum of squared deviations of the elements it holds (two
+// passes over its registers), and a single nj_row_reduce() merges them with
+// Chan's formula, so the row needs one reduction, with two-pass accuracy.
+// Stream storage makes one pass of sums shifted by the row's first element,
+// which keeps E[d^2] - E[d]^2 accurate when the mean is large against the
+// spread, then a second pass for the output.
+// Knobs: NJ_VEC, NJ_TPR, NJ_RPC, NJ_CLUSTER, NJ_MIN_CTAS, NJ_STORAGE (see common.cuh).
 
-extern "C" __global__ void __launch_bounds__(NJ_THREADS) NJ_CLUSTER_ATTR
+extern "C" __global__ void NJ_BOUNDS NJ_CLUSTER_ATTR
 NJ_KERNEL_NAME(NJ_KERNEL_PARAMS)
 {
     const nj_slot s = nj_slot_of_thread();
+    nj_reducer red = {0};
     NJ_FOR_EACH_ROW_GROUP(g)
     {
         const nj_i64 row = g * NJ_RPC + s.rloc;
@@ -20,31 +23,36 @@ NJ_KERNEL_NAME(NJ_KERNEL_PARAMS)
         NJ_TY *yr = y + row * y_stride;
 
 #if NJ_STORAGE == NJ_STORAGE_REG
+        const nj_i64 off = nj_thread_offset(s);
         nj_row_regs r;
-        nj_load_row(r, xr, live, s);
-        float sum[1] = {0.f};
+        nj_load_row(r, xr + off, nj_advance(w, off), nj_advance(b, off), live, s);
+        float count = 0.f, sum = 0.f;
 #pragma unroll
         for (int i = 0; i < NJ_NPT; ++i) {
+            if (live && nj_owns(i, s)) {
+                count += NJ_VEC;
 #pragma unroll
-            for (int k = 0; k < NJ_VEC; ++k)
-                sum[0] += nj_to_f32(r.v[i].v[k]); // elements not owned are zero
+                for (int k = 0; k < NJ_VEC; ++k)
+                    sum += nj_to_f32(r.v[i].v[k]);
+            }
         }
-        nj_row_sum(sum, s);
-        const float mean = sum[0] / NJ_H;
-        float sq[1] = {0.f};
+        float stats[3] = {count, count > 0.f ? sum / count : 0.f, 0.f};
 #pragma unroll
         for (int i = 0; i < NJ_NPT; ++i) {
             if (live && nj_owns(i, s)) {
 #pragma unroll
                 for (int k = 0; k < NJ_VEC; ++k) {
-                    const float d = nj_to_f32(r.v[i].v[k]) - mean;
-                    sq[0] += d * d;
+                    const float d = nj_to_f32(r.v[i].v[k]) - stats[1];
+                    stats[2] += d * d;
                 }
             }
         }
-        nj_row_sum(sq, s);
-        const float rstd = rsqrtf(sq[0] / NJ_H + eps);
-        nj_store_row(r, yr, w, b, mean, rstd, w_offset, live, s);
+        nj_row_reduce<nj_chan>(stats, s, red);
+        const float mean = stats[1];
+        const float rstd = rsqrtf(stats[2] / NJ_H + eps);
+        nj_refresh_row(r, rstd);
+        nj_store_row(r, yr + off, nj_advance(w, off), nj_advance(b, off), mean, rstd, w_offset,
+                     live, s);
 #else
         const float shift = live ? nj_to_f32(xr[0]) : 0.f;
         float sums[2] = {0.f, 0.f};
@@ -61,7 +69,7 @@ NJ_KERNEL_NAME(NJ_KERNEL_PARAMS)
                 }
             }
         }
-        nj_row_sum(sums, s);
+        nj_row_reduce<nj_sum<2>>(sums, s, red);
         const float dmean = sums[0] / NJ_H;
         const float mean = shift + dmean;
         const float var = fmaxf(sums[1] / NJ_H - dmean * dmean, 0.f);
@@ -69,12 +77,14 @@ NJ_KERNEL_NAME(NJ_KERNEL_PARAMS)
         if (live) {
 #pragma unroll 4
             for (int j = s.lane; j < NJ_NV; j += NJ_TPR) {
+                const nj_i64 e = (nj_i64)j * NJ_VEC;
                 nj_xvec v;
-                nj_load(v, xr + (nj_i64)j * NJ_VEC);
-                nj_write_vec(yr, j, v, w, b, mean, rstd, w_offset);
+                nj_load(v, xr + e);
+                nj_norm_vec(yr + e, nj_advance(w, e), nj_advance(b, e), v, mean, rstd, w_offset);
             }
         }
 #endif
         nj_write_stats(rstd_out, mean_out, row, mean, rstd, live, s);
     }
+    nj_cluster_exit();
 }

@@ -227,8 +227,6 @@ static int norm_fwd(int op, normjit_ctx *ctx, const normjit_norm_args *args, voi
     CUstream stream = (CUstream)stream_ptr;
     CUcontext current = NULL;
     CUresult res;
-    float w_offset;
-    int64_t groups;
     int noop, status;
 
     if (!ctx)
@@ -249,18 +247,7 @@ static int norm_fwd(int op, normjit_ctx *ctx, const normjit_norm_args *args, voi
     e = nj_kernels_find(&ctx->kernels, nj_request_key(&r));
     if (!e && (status = get_for_launch(ctx, &r, stream, &e)) != NORMJIT_OK)
         return status;
-
-    groups = (a.rows + e->rpc - 1) / e->rpc;
-    if (groups > e->max_groups)
-        groups = e->max_groups;
-    w_offset = (a.flags & NORMJIT_NORM_WEIGHT_PLUS_ONE) ? 1.0f : 0.0f;
-    {
-        void *params[] = {(void *)&a.x,    &a.y,   (void *)&a.weight, (void *)&a.bias,
-                          &a.rstd,         &a.mean, &a.rows,          &a.x_row_stride,
-                          &a.y_row_stride, &a.eps,  &w_offset};
-        res = ctx->drv->launch_kernel(e->fn, (unsigned)groups * e->cluster, 1, 1, e->threads, 1,
-                                      1, 0, stream, params, NULL);
-    }
+    res = nj_launch_run(ctx->drv, e, &a, stream);
     if (res != CUDA_SUCCESS)
         return nj_fail_prefix(nj_cu_fail(ctx->drv, res, "cuLaunchKernel"), "%s",
                               nj_op_name(op));
@@ -294,6 +281,28 @@ static void count_once(nj_variant *seen, int *n_seen, const nj_variant *v, int g
         st->from_disk++;
     else
         st->in_memory++;
+}
+
+#define NJ_MAX_PLANS 8
+
+static int prepare_request(normjit_ctx *ctx, const nj_request *r, nj_variant *seen, int *n_seen,
+                           normjit_prepare_stats *st)
+{
+    nj_plan plans[NJ_MAX_PLANS];
+    int n = nj_ctx_plans(ctx, r, plans, NJ_MAX_PLANS), i, status = NORMJIT_OK;
+    for (i = 0; i < n && status == NORMJIT_OK; i++) {
+        int got = NJ_GOT_IN_MEMORY;
+        if (ctx->offline) {
+            CUfunction fn;
+            status = nj_kernels_get_variant(ctx, &plans[i].v, &fn, &got);
+        } else {
+            const nj_launch *e;
+            status = nj_kernels_get(ctx, r, &e, NULL, &got);
+        }
+        if (status == NORMJIT_OK)
+            count_once(seen, n_seen, &plans[i].v, got, st);
+    }
+    return status;
 }
 
 NORMJIT_API int normjit_prepare(normjit_ctx *ctx, const normjit_prepare_args *args,
@@ -334,9 +343,9 @@ NORMJIT_API int normjit_prepare(normjit_ctx *ctx, const normjit_prepare_args *ar
             return nj_fail(a.hidden[i] < 1 ? NORMJIT_EINVAL : NORMJIT_EUNSUPPORTED,
                            "prepare: hidden[%zu] = %lld is outside 1..%d", i,
                            (long long)a.hidden[i], NJ_MAX_HIDDEN);
-    if (a.n_hidden > SIZE_MAX / (NJ_BUCKETS * 8 * sizeof *seen))
+    if (a.n_hidden > SIZE_MAX / (NJ_BUCKETS * 8 * NJ_MAX_PLANS * sizeof *seen))
         return nj_fail(NORMJIT_EINVAL, "prepare: n_hidden %zu is too large", a.n_hidden);
-    seen = malloc(a.n_hidden * NJ_BUCKETS * 8 * sizeof *seen + 1);
+    seen = malloc(a.n_hidden * NJ_BUCKETS * 8 * NJ_MAX_PLANS * sizeof *seen + 1);
     if (!seen)
         return nj_fail(NORMJIT_ENOMEM, "out of memory");
 
@@ -349,12 +358,7 @@ NORMJIT_API int normjit_prepare(normjit_ctx *ctx, const normjit_prepare_args *ar
             for (bucket = 0; bucket < NJ_BUCKETS && status == NORMJIT_OK; bucket++) {
                 nj_request r = {a.op, a.x_dtype, a.y_dtype, a.weight_dtype, vec, bucket,
                                 a.hidden[i]};
-                const nj_launch *e;
-                nj_variant v;
-                int got = NJ_GOT_IN_MEMORY;
-                status = nj_kernels_get(ctx, &r, &e, &v, &got);
-                if (status == NORMJIT_OK)
-                    count_once(seen, &n_seen, &v, got, &st);
+                status = prepare_request(ctx, &r, seen, &n_seen, &st);
             }
             if (!(a.flags & NORMJIT_PREPARE_ALL_ALIGNMENTS))
                 break;

@@ -4,6 +4,7 @@
 
 int nj_cache_key(const nj_key_inputs *in, nj_buf *text, char digest[33])
 {
+    char source_digest[33];
     int i, status;
     nj_buf_reset(text);
     nj_buf_printf(text,
@@ -13,9 +14,9 @@ int nj_cache_key(const nj_key_inputs *in, nj_buf *text, char digest[33])
                   in->target->nvrtc_major, in->target->nvrtc_minor, in->target->dir_name);
     for (i = 0; i < in->target->n_options; i++)
         nj_buf_printf(text, " %s", in->target->options[i]);
-    nj_buf_printf(text, "\nkernel: %s\nvariant: %s\nsource: %zu bytes\n", in->kernel_name,
-                  in->variant, in->source_len);
-    nj_buf_append(text, in->source, in->source_len);
+    nj_digest_hex(in->source, in->source_len, source_digest);
+    nj_buf_printf(text, "\nkernel: %s\nvariant: %s\nsource: %zu bytes, digest %s\n",
+                  in->kernel_name, in->variant, in->source_len, source_digest);
     if ((status = nj_buf_status(text)) != NORMJIT_OK)
         return status;
     nj_digest_hex(text->data, text->len, digest);

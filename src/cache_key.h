@@ -1,7 +1,9 @@
 /*
  * The disk cache key: labelled text naming everything that goes into NVRTC
- * (never what comes out), and its digest. The entry stores the full text, so
- * a digest collision can never load the wrong kernel.
+ * (never what comes out), and its digest. The rendered source enters as its
+ * own digest next to the template digest and the knobs that produced it; the
+ * entry stores the full key text and a lookup compares it byte for byte, so
+ * a collision of the key's digest can never load the wrong kernel.
  */
 #ifndef NJ_CACHE_KEY_H
 #define NJ_CACHE_KEY_H
@@ -10,7 +12,7 @@
 #include "compiler.h"
 
 /* Bump when the entry format or the meaning of a key changes. */
-#define NJ_CACHE_SCHEMA 1
+#define NJ_CACHE_SCHEMA 2
 
 typedef struct nj_key_inputs {
     const char *library_version;  /* NORMJIT_VERSION_STRING */

@@ -1,8 +1,11 @@
 #include "ctx.h"
 
+#include "templates.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 NORMJIT_API unsigned normjit_version(void)
 {
@@ -62,11 +65,125 @@ static int device_info(normjit_ctx *ctx)
         CUDA_SUCCESS)
         return nj_cu_fail(d, res, "cuDeviceGetName");
     ctx->arch = major * 10 + minor;
+    snprintf(ctx->device.name, sizeof ctx->device.name, "%s", ctx->device_name);
+    ctx->device.sms = ctx->sm_count;
+    ctx->device.cc = ctx->arch;
+    {
+        size_t mem = 0;
+        if ((res = d->device_total_mem(&mem, ctx->dev)) != CUDA_SUCCESS)
+            return nj_cu_fail(d, res, "cuDeviceTotalMem");
+        ctx->device.memory_mib = (long long)(mem >> 20);
+    }
+    d->driver_get_version(&ctx->device.driver);
     if (ctx->arch < 80)
         return nj_fail(NORMJIT_EUNSUPPORTED,
                        "%s is sm_%d; normjit needs compute capability 8.0 (sm_80) or newer",
                        ctx->device_name, ctx->arch);
     return NORMJIT_OK;
+}
+
+/*
+ * The user's tuning table: the explicit file (an error if unusable), else the
+ * default path for this device if a file is there (a warning if unusable).
+ */
+static int load_user_tuning(normjit_ctx *ctx, const char *explicit_path)
+{
+    const char *path = explicit_path && *explicit_path ? explicit_path
+                                                       : getenv("NORMJIT_TUNING_FILE");
+    char *default_path = NULL;
+    int status, is_explicit = path && *path;
+    nj_tuning *t = NULL;
+
+    if (!is_explicit) {
+        if (ctx->offline || nj_tuning_default_path(&ctx->device, &default_path) != NORMJIT_OK ||
+            access(default_path, F_OK) != 0) {
+            free(default_path);
+            return NORMJIT_OK;
+        }
+        path = default_path;
+    }
+    status = nj_tuning_load(path, &t);
+    if (status != NORMJIT_OK) {
+        if (!is_explicit) {
+            nj_log(&ctx->log, NORMJIT_LOG_WARN, "ignoring tuning table: %s", normjit_last_error());
+            status = NORMJIT_OK;
+        }
+    } else if (!ctx->offline && !nj_tuning_matches(t, &ctx->device)) {
+        nj_log(&ctx->log, NORMJIT_LOG_WARN,
+               "ignoring tuning table %s: it was measured on %s (%d SMs, sm_%d, %lld MiB), this "
+               "is %s (%d SMs, sm_%d, %lld MiB)",
+               path, t->device.name, t->device.sms, t->device.cc, t->device.memory_mib,
+               ctx->device.name, ctx->device.sms, ctx->device.cc, ctx->device.memory_mib);
+        nj_tuning_free(t);
+    } else {
+        ctx->user_tuning = t;
+    }
+    free(default_path);
+    return status;
+}
+
+static void find_shipped_tuning(normjit_ctx *ctx)
+{
+    int n, i;
+    const nj_tuning *const *tables = nj_shipped_tables(&n);
+    if (ctx->offline)
+        return;
+    for (i = 0; i < n; i++)
+        if (nj_tuning_matches(tables[i], &ctx->device)) {
+            ctx->shipped_tuning = tables[i];
+            return;
+        }
+}
+
+static void note_stale(normjit_ctx *ctx, const nj_tuning *t)
+{
+    const nj_templates *templates;
+    if (t && nj_templates_get(&templates) == NORMJIT_OK &&
+        (strcmp(t->templates, templates->digest) || strcmp(t->library, NORMJIT_VERSION_STRING)))
+        nj_log(&ctx->log, NORMJIT_LOG_INFO,
+               "the tuning table for %s was measured with normjit %s (templates %s); this is "
+               "%s (templates %s): its choices still apply, 'normjit tune' may find better ones",
+               t->device.name, t->library, t->templates, NORMJIT_VERSION_STRING,
+               templates->digest);
+}
+
+void nj_ctx_plan(const normjit_ctx *ctx, const nj_request *r, nj_plan *out)
+{
+    if (ctx->user_tuning && nj_tuning_lookup(ctx->user_tuning, r, ctx->arch, out))
+        return;
+    if (ctx->shipped_tuning && nj_tuning_lookup(ctx->shipped_tuning, r, ctx->arch, out))
+        return;
+    nj_plan_heuristic(r, ctx->arch, out);
+}
+
+static int add_plan(nj_plan *out, int n, int max, const nj_plan *p)
+{
+    int i;
+    for (i = 0; i < n; i++)
+        if (nj_variant_equal(&out[i].v, &p->v))
+            return n;
+    if (n < max)
+        out[n++] = *p;
+    return n;
+}
+
+int nj_ctx_plans(const normjit_ctx *ctx, const nj_request *r, nj_plan *out, int max)
+{
+    const nj_tuning *const *tables;
+    nj_plan p;
+    int n = 0, n_tables, i;
+    if (!ctx->offline) {
+        nj_ctx_plan(ctx, r, &out[0]);
+        return 1;
+    }
+    if (ctx->user_tuning && nj_tuning_lookup(ctx->user_tuning, r, ctx->arch, &p))
+        n = add_plan(out, n, max, &p);
+    tables = nj_shipped_tables(&n_tables);
+    for (i = 0; i < n_tables; i++)
+        if (tables[i]->device.cc == ctx->arch && nj_tuning_lookup(tables[i], r, ctx->arch, &p))
+            n = add_plan(out, n, max, &p);
+    nj_plan_heuristic(r, ctx->arch, &p);
+    return add_plan(out, n, max, &p);
 }
 
 int nj_ctx_create_with(normjit_ctx **out, const normjit_ctx_options *options,
@@ -121,6 +238,10 @@ int nj_ctx_create_with(normjit_ctx **out, const normjit_ctx_options *options,
             (status = device_info(ctx)) != NORMJIT_OK)
             goto fail;
     }
+    if ((status = load_user_tuning(ctx, opt.tuning_file)) != NORMJIT_OK)
+        goto fail;
+    find_shipped_tuning(ctx);
+    note_stale(ctx, ctx->user_tuning ? ctx->user_tuning : ctx->shipped_tuning);
     if (!(opt.flags & NORMJIT_CTX_NO_DISK_CACHE)) {
         char *root = NULL;
         if ((status = nj_disk_cache_resolve(opt.cache_dir, &root)) == NORMJIT_OK) {
@@ -137,6 +258,7 @@ int nj_ctx_create_with(normjit_ctx **out, const normjit_ctx_options *options,
     *out = ctx;
     return NORMJIT_OK;
 fail:
+    nj_tuning_free(ctx->user_tuning);
     nj_kernels_free(&ctx->kernels);
     free(ctx);
     return status;
@@ -165,6 +287,7 @@ NORMJIT_API void normjit_ctx_destroy(normjit_ctx *ctx)
     }
     nj_kernels_free(&ctx->kernels);
     nj_disk_cache_close(ctx->disk);
+    nj_tuning_free(ctx->user_tuning);
     free(ctx);
 }
 

@@ -7,6 +7,7 @@
 #include "driver.h"
 #include "kernels.h"
 #include "status.h"
+#include "tuning.h"
 
 #include <stdatomic.h>
 
@@ -22,6 +23,9 @@ struct normjit_ctx {
     int arch;     /* compute capability, major * 10 + minor */
     int sm_count; /* 0 in a compile-only context */
     char device_name[256];
+    nj_device_key device;
+    nj_tuning *user_tuning;          /* owned */
+    const nj_tuning *shipped_tuning; /* the shipped table for this device, if any */
     uint32_t flags;
     nj_logger log;
     nj_disk_cache *disk; /* NULL without a disk cache */
@@ -38,6 +42,16 @@ struct normjit_ctx {
  */
 int nj_ctx_create_with(normjit_ctx **out, const normjit_ctx_options *options,
                        const nj_driver *drv, const nj_nvrtc *nvrtc);
+
+/* The plan a launch of `r` uses: the user's table, the shipped table, else the heuristic. */
+void nj_ctx_plan(const normjit_ctx *ctx, const nj_request *r, nj_plan *out);
+
+/*
+ * Every plan a launch of `r` may use (at most `max`): one for a context on a
+ * GPU; for a compile-only context, the plan of each table for its
+ * architecture plus the heuristic's, since the GPU is not known.
+ */
+int nj_ctx_plans(const normjit_ctx *ctx, const nj_request *r, nj_plan *out, int max);
 
 /* The NVRTC target of the context, loading NVRTC on first use. Call with kernels.mu held. */
 int nj_ctx_target(normjit_ctx *ctx, const nj_target **out);

@@ -53,7 +53,7 @@ static const struct {
     NJ_SYM(stream_synchronize, "cuStreamSynchronize"),
     NJ_SYM(stream_begin_capture, "cuStreamBeginCapture"),
     NJ_SYM(stream_end_capture, "cuStreamEndCapture"),
-    NJ_SYM(graph_instantiate, "cuGraphInstantiate"),
+    NJ_SYM(graph_instantiate, "cuGraphInstantiateWithFlags"),
     NJ_SYM(graph_launch, "cuGraphLaunch"),
     NJ_SYM(graph_exec_destroy, "cuGraphExecDestroy"),
     NJ_SYM(graph_destroy, "cuGraphDestroy"),

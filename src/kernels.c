@@ -283,7 +283,7 @@ int nj_kernels_get(normjit_ctx *ctx, const nj_request *r, const nj_launch **out,
     int status, got_local = NJ_GOT_IN_MEMORY;
 
     *out = NULL;
-    nj_plan_heuristic(r, ctx->arch, &plan);
+    nj_ctx_plan(ctx, r, &plan);
     if (variant)
         *variant = plan.v;
 
@@ -306,16 +306,7 @@ int nj_kernels_get(normjit_ctx *ctx, const nj_request *r, const nj_launch **out,
         status = nj_fail(NORMJIT_ENOMEM, "out of memory");
         goto done;
     }
-    e->key = nj_request_key(r);
-    e->fn = m->fn;
-    e->threads = (unsigned)(plan.v.k.tpr * plan.v.k.rpc);
-    e->rpc = (unsigned)plan.v.k.rpc;
-    e->cluster = (unsigned)plan.v.k.cluster;
-    e->max_groups = 0x7fffffffu / e->cluster;
-    if (plan.ctas_per_sm > 0 && ctx->sm_count > 0) {
-        unsigned cap = (unsigned)(plan.ctas_per_sm * ctx->sm_count) / e->cluster;
-        e->max_groups = cap ? cap : 1;
-    }
+    nj_launch_init(e, nj_request_key(r), &plan, m->fn, ctx->sm_count);
     if ((status = publish(k, e)) != NORMJIT_OK) {
         free(e);
         goto done;
@@ -326,6 +317,36 @@ done:
     if (got)
         *got = got_local;
     return status;
+}
+
+void nj_launch_init(nj_launch *e, uint64_t key, const nj_plan *p, CUfunction fn, int sm_count)
+{
+    e->key = key;
+    e->fn = fn;
+    e->threads = (unsigned)(p->v.k.tpr * p->v.k.rpc);
+    e->rpc = (unsigned)p->v.k.rpc;
+    e->cluster = (unsigned)p->v.k.cluster;
+    e->max_groups = 0x7fffffffu / e->cluster;
+    if (p->ctas_per_sm > 0 && sm_count > 0) {
+        unsigned cap = (unsigned)(p->ctas_per_sm * sm_count) / e->cluster;
+        e->max_groups = cap ? cap : 1;
+    }
+}
+
+CUresult nj_launch_run(const nj_driver *drv, const nj_launch *e, const normjit_norm_args *a,
+                       CUstream stream)
+{
+    /* The kernel's parameters, in the order of NJ_KERNEL_PARAMS (common.cuh). */
+    const float w_offset = (a->flags & NORMJIT_NORM_WEIGHT_PLUS_ONE) ? 1.0f : 0.0f;
+    void *params[] = {(void *)&a->x,           (void *)&a->y,    (void *)&a->weight,
+                      (void *)&a->bias,        (void *)&a->rstd, (void *)&a->mean,
+                      (void *)&a->rows,        (void *)&a->x_row_stride,
+                      (void *)&a->y_row_stride, (void *)&a->eps,  (void *)&w_offset};
+    int64_t groups = (a->rows + e->rpc - 1) / e->rpc;
+    if (groups > e->max_groups)
+        groups = e->max_groups;
+    return drv->launch_kernel(e->fn, (unsigned)groups * e->cluster, 1, 1, e->threads, 1, 1, 0,
+                              stream, params, NULL);
 }
 
 int nj_kernels_get_variant(normjit_ctx *ctx, const nj_variant *v, CUfunction *fn, int *got)

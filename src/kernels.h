@@ -13,6 +13,7 @@
 #ifndef NJ_KERNELS_H
 #define NJ_KERNELS_H
 
+#include "driver.h"
 #include "plan.h"
 
 #include <cuda.h>
@@ -84,6 +85,13 @@ static inline const nj_launch *nj_kernels_find(nj_kernels *k, uint64_t key)
 }
 
 struct normjit_ctx;
+
+/* Fill a launch for a plan whose kernel is `fn` (sm_count sizes a persistent grid). */
+void nj_launch_init(nj_launch *e, uint64_t key, const nj_plan *p, CUfunction fn, int sm_count);
+
+/* Launch `e` on `stream` for checked arguments (row strides already resolved). */
+CUresult nj_launch_run(const nj_driver *drv, const nj_launch *e, const normjit_norm_args *a,
+                       CUstream stream);
 
 /*
  * The miss path: plan the request, compile or load its variant (once per

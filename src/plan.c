@@ -1,58 +1,149 @@
 #include "plan.h"
 
-/* Bytes of x each thread should have in flight: four 16-byte loads. */
-#define NJ_TARGET_THREAD_BYTES 64
-/* Threads per CTA the heuristic aims for when rows are short. */
+/*
+ * Heuristic targets, from measurements on an H100 (docs/PERFORMANCE.md):
+ * about two 16-byte vectors per thread and up to 512 threads per row; long
+ * rows up to 128 bytes per thread with the compiler asked for two CTAs per
+ * SM; longer rows one 1024-thread CTA (RMSNorm), a cluster (RMSNorm beyond
+ * what a CTA holds, sm_90) or two passes over the row (LayerNorm, whose
+ * registers do not fit 1024 threads).
+ */
+#define NJ_TARGET_THREAD_BYTES 32
 #define NJ_TARGET_CTA_THREADS 128
-/* Row bytes one CTA holds in registers: 1024 threads x 128 bytes. */
-#define NJ_CTA_ROW_BYTES (NJ_MAX_CTA_THREADS * NJ_MAX_THREAD_BYTES)
+#define NJ_HEURISTIC_MAX_TPR 512
 
-static int round_threads(int64_t t)
+int nj_legal_tpr(int64_t t)
 {
     int p = 1;
     if (t > 32)
-        return t >= NJ_MAX_CTA_THREADS ? NJ_MAX_CTA_THREADS : (int)((t + 31) / 32 * 32);
+        return t > NJ_MAX_CTA_THREADS ? 0 : (int)((t + 31) / 32 * 32);
     while (p < t)
         p *= 2;
     return p;
 }
 
-void nj_plan_heuristic(const nj_request *r, int arch, nj_plan *out)
+static int64_t ceil_div(int64_t a, int64_t b)
+{
+    return (a + b - 1) / b;
+}
+
+static void base_variant(const nj_request *r, nj_plan *out)
 {
     nj_variant *v = &out->v;
-    nj_knobs *k = &v->k;
-    int sx = nj_dtype_size(r->tx);
-    int64_t row_bytes = r->hidden * sx;
-    int64_t nv = r->hidden / r->vec, per_cta;
-    int per_thread = NJ_TARGET_THREAD_BYTES / (r->vec * sx);
-
     v->op = r->op;
     v->tx = r->tx;
     v->ty = r->ty;
     v->tw = r->tw;
     v->hidden = r->hidden;
-    k->vec = r->vec;
-    k->cluster = 1;
-    k->rpc = 1;
-    k->storage = NJ_STORAGE_REG;
+    v->k.vec = r->vec;
+    v->k.tpr = 1;
+    v->k.rpc = 1;
+    v->k.cluster = 1;
+    v->k.storage = NJ_STORAGE_REG;
+    v->k.occ = 0;
     out->ctas_per_sm = 0;
-
-    if (row_bytes > NJ_CTA_ROW_BYTES) {
-        int64_t cl = (row_bytes + NJ_CTA_ROW_BYTES - 1) / NJ_CTA_ROW_BYTES;
-        if (arch >= 90 && cl <= NJ_MAX_CLUSTER && nv >= cl) {
-            k->cluster = (int)cl;
-        } else {
-            /* Too large to hold: read the row twice (the second read mostly hits L2). */
-            k->storage = NJ_STORAGE_STREAM;
-            k->tpr = NJ_MAX_CTA_THREADS / 2;
-            return;
-        }
-    }
-    if (per_thread < 1)
-        per_thread = 1;
-    per_cta = (nv + k->cluster - 1) / k->cluster;
-    k->tpr = round_threads((per_cta + per_thread - 1) / per_thread);
-    if (k->tpr < NJ_TARGET_CTA_THREADS)
-        k->rpc = NJ_TARGET_CTA_THREADS / k->tpr;
 }
 
+void nj_plan_heuristic(const nj_request *r, int arch, nj_plan *out)
+{
+    nj_knobs *k = &out->v.k;
+    const int vec_bytes = r->vec * nj_dtype_size(r->tx);
+    const int64_t nv = r->hidden / r->vec, max_npt = NJ_MAX_THREAD_BYTES / vec_bytes;
+    int64_t npt = NJ_TARGET_THREAD_BYTES / vec_bytes, tpr;
+
+    base_variant(r, out);
+    if (npt < 1)
+        npt = 1;
+    tpr = ceil_div(nv, npt);
+    if (tpr > NJ_HEURISTIC_MAX_TPR) {
+        tpr = NJ_HEURISTIC_MAX_TPR;
+        npt = ceil_div(nv, tpr);
+        if (npt > max_npt) {
+            int64_t cl = ceil_div(nv, NJ_MAX_CTA_THREADS * (max_npt > 0 ? max_npt : 1));
+            tpr = NJ_MAX_CTA_THREADS;
+            if (r->op == NORMJIT_OP_LAYERNORM || cl > NJ_MAX_CLUSTER || (cl > 1 && arch < 90)) {
+                k->storage = NJ_STORAGE_STREAM;
+            } else {
+                k->cluster = (int)cl;
+                tpr = ceil_div(ceil_div(nv, cl), max_npt > 0 ? max_npt : 1);
+            }
+        }
+    }
+    k->tpr = nj_legal_tpr(tpr);
+    if (k->tpr < NJ_TARGET_CTA_THREADS)
+        k->rpc = NJ_TARGET_CTA_THREADS / k->tpr;
+    if (k->storage == NJ_STORAGE_REG)
+        k->occ = nj_plan_occ_target(&out->v);
+}
+
+static int add_layout(nj_knobs *out, int n, int max, const nj_knobs *k)
+{
+    int i;
+    for (i = 0; i < n; i++)
+        if (out[i].tpr == k->tpr && out[i].cluster == k->cluster && out[i].storage == k->storage)
+            return n;
+    if (n < max)
+        out[n++] = *k;
+    return n;
+}
+
+int nj_plan_layouts(const nj_request *r, int arch, nj_knobs *out, int max)
+{
+    static const int npts[] = {1, 2, 3, 4, 6, 8, 12, 16};
+    const int sx = nj_dtype_size(r->tx), vec_bytes = r->vec * sx;
+    const int64_t nv = r->hidden / r->vec, row_bytes = r->hidden * sx;
+    nj_knobs k;
+    int n = 0, cl;
+    size_t i;
+
+    k.vec = r->vec;
+    k.rpc = 1;
+    k.occ = 0;
+    k.storage = NJ_STORAGE_REG;
+    for (cl = 1; cl <= NJ_MAX_CLUSTER; cl *= 2) {
+        int64_t per_cta = ceil_div(nv, cl);
+        if (cl > 1 && (arch < 90 || row_bytes < (32 << 10) || per_cta < 32))
+            break;
+        k.cluster = cl;
+        for (i = 0; i < sizeof npts / sizeof npts[0]; i++) {
+            int64_t tpr = nj_legal_tpr(ceil_div(per_cta, npts[i]));
+            if (!tpr || ceil_div(per_cta, tpr) * vec_bytes > 2 * NJ_MAX_THREAD_BYTES)
+                continue;
+            k.tpr = (int)tpr;
+            n = add_layout(out, n, max, &k);
+        }
+    }
+    if (row_bytes >= (64 << 10)) {
+        k.cluster = 1;
+        k.storage = NJ_STORAGE_STREAM;
+        for (k.tpr = 256; k.tpr <= NJ_MAX_CTA_THREADS; k.tpr *= 2)
+            n = add_layout(out, n, max, &k);
+    }
+    return n;
+}
+
+int nj_plan_occ_target(const nj_variant *v)
+{
+    /* Registers a thread needs: its share of x plus about 24 for everything
+       else, and never fewer than 40 (below that the compiler spills). */
+    const int threads = v->k.tpr * v->k.rpc;
+    const int data_regs =
+        nj_variant_vectors_per_thread(v) * v->k.vec * nj_dtype_size(v->tx) / 4;
+    const int regs = data_regs + 24 > 40 ? data_regs + 24 : 40;
+    int occ = 65536 / (threads * regs);
+    if (occ > NJ_MAX_SM_THREADS / threads)
+        occ = NJ_MAX_SM_THREADS / threads;
+    return occ >= 2 ? occ : 0;
+}
+
+int nj_plan_rpc_options(int tpr, int *out)
+{
+    int n = 0, threads;
+    if (tpr >= NJ_TARGET_CTA_THREADS) {
+        out[0] = 1;
+        return 1;
+    }
+    for (threads = NJ_TARGET_CTA_THREADS; threads <= 512; threads *= 2)
+        out[n++] = threads / tpr;
+    return n;
+}

@@ -35,9 +35,9 @@ int nj_render(const nj_templates *t, const nj_variant *v, nj_buf *source,
                   "\n#define NJ_KERNEL_NAME %s\n"
                   "#define NJ_TX %s\n#define NJ_TY %s\n#define NJ_TW %s\n"
                   "#define NJ_H %lld\n#define NJ_VEC %d\n#define NJ_TPR %d\n#define NJ_RPC %d\n"
-                  "#define NJ_CLUSTER %d\n#define NJ_STORAGE %d\n",
+                  "#define NJ_CLUSTER %d\n#define NJ_MIN_CTAS %d\n#define NJ_STORAGE %d\n",
                   name, type_of(v->tx), type_of(v->ty), type_of(v->tw), (long long)v->hidden,
-                  v->k.vec, v->k.tpr, v->k.rpc, v->k.cluster, v->k.storage);
+                  v->k.vec, v->k.tpr, v->k.rpc, v->k.cluster, v->k.occ, v->k.storage);
     nj_buf_puts(source, "#line 1 \"common.cuh\"\n");
     nj_buf_append(source, common->text, common->len);
     nj_buf_printf(source, "\n#line 1 \"%s\"\n", file);

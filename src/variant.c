@@ -95,23 +95,26 @@ int nj_variant_equal(const nj_variant *a, const nj_variant *b)
 {
     return a->op == b->op && a->tx == b->tx && a->ty == b->ty && a->tw == b->tw &&
            a->hidden == b->hidden && a->k.vec == b->k.vec && a->k.tpr == b->k.tpr &&
-           a->k.rpc == b->k.rpc && a->k.cluster == b->k.cluster && a->k.storage == b->k.storage;
+           a->k.rpc == b->k.rpc && a->k.cluster == b->k.cluster && a->k.storage == b->k.storage &&
+           a->k.occ == b->k.occ;
 }
 
 void nj_variant_name(const nj_variant *v, char *out, size_t size)
 {
-    snprintf(out, size, "nj_%s_%s_%s_%s_h%lld_v%d_t%d_r%d_c%d_%s", nj_op_name(v->op),
+    snprintf(out, size, "nj_%s_%s_%s_%s_h%lld_v%d_t%d_r%d_c%d_o%d_%s", nj_op_name(v->op),
              nj_dtype_name(v->tx), nj_dtype_name(v->ty), nj_dtype_name(v->tw),
-             (long long)v->hidden, v->k.vec, v->k.tpr, v->k.rpc, v->k.cluster,
+             (long long)v->hidden, v->k.vec, v->k.tpr, v->k.rpc, v->k.cluster, v->k.occ,
              storage_names[v->k.storage]);
 }
 
 void nj_variant_describe(const nj_variant *v, nj_buf *out)
 {
-    nj_buf_printf(out, "op=%s x=%s y=%s w=%s hidden=%lld vec=%d tpr=%d rpc=%d cluster=%d storage=%s",
+    nj_buf_printf(out,
+                  "op=%s x=%s y=%s w=%s hidden=%lld vec=%d tpr=%d rpc=%d cluster=%d occ=%d "
+                  "storage=%s",
                   nj_op_name(v->op), nj_dtype_name(v->tx), nj_dtype_name(v->ty),
                   nj_dtype_name(v->tw), (long long)v->hidden, v->k.vec, v->k.tpr, v->k.rpc,
-                  v->k.cluster, storage_names[v->k.storage]);
+                  v->k.cluster, v->k.occ, storage_names[v->k.storage]);
 }
 
 static int parse_int(const char *s, long long lo, long long hi, long long *out)
@@ -130,9 +133,9 @@ static int parse_int(const char *s, long long lo, long long hi, long long *out)
 int nj_variant_parse(const char *s, nj_variant *v)
 {
     /* Fields in any order, each exactly once. */
-    enum { F_OP, F_X, F_Y, F_W, F_HIDDEN, F_VEC, F_TPR, F_RPC, F_CLUSTER, F_STORAGE, F_N };
-    static const char *fields[F_N] = {"op",  "x",   "y",   "w",       "hidden",
-                                      "vec", "tpr", "rpc", "cluster", "storage"};
+    enum { F_OP, F_X, F_Y, F_W, F_HIDDEN, F_VEC, F_TPR, F_RPC, F_CLUSTER, F_OCC, F_STORAGE, F_N };
+    static const char *fields[F_N] = {"op",  "x",   "y",       "w",   "hidden", "vec",
+                                      "tpr", "rpc", "cluster", "occ", "storage"};
     char word[64];
     int seen[F_N] = {0};
     int i, n;
@@ -181,6 +184,10 @@ int nj_variant_parse(const char *s, nj_variant *v)
         case F_HIDDEN:
             ok = parse_int(eq, 1, NJ_MAX_HIDDEN, &x);
             v->hidden = x;
+            break;
+        case F_OCC:
+            ok = parse_int(eq, 0, 32, &x);
+            v->k.occ = (int)x;
             break;
         default:
             ok = parse_int(eq, 1, NJ_MAX_CTA_THREADS, &x);
@@ -235,6 +242,9 @@ int nj_variant_check(const nj_variant *v, int arch)
                        NJ_MAX_CTA_THREADS);
     if (k->storage != NJ_STORAGE_REG && k->storage != NJ_STORAGE_STREAM)
         return nj_fail(NORMJIT_EUNSUPPORTED, "unknown storage %d", k->storage);
+    if (k->occ < 0 || k->occ * threads > NJ_MAX_SM_THREADS)
+        return nj_fail(NORMJIT_EUNSUPPORTED, "occ=%d CTAs of %d threads exceed an SM's %d threads",
+                       k->occ, threads, NJ_MAX_SM_THREADS);
     if (k->cluster < 1 || k->cluster > NJ_MAX_CLUSTER)
         return nj_fail(NORMJIT_EUNSUPPORTED, "cluster=%d outside 1..%d", k->cluster,
                        NJ_MAX_CLUSTER);

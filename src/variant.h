@@ -18,6 +18,7 @@
 #define NJ_MAX_THREAD_BYTES 128
 #define NJ_MAX_CTA_THREADS 1024
 #define NJ_MAX_CLUSTER 8
+#define NJ_MAX_SM_THREADS 2048
 
 /* Where a row lives between the reduction and the output. */
 enum { NJ_STORAGE_REG = 0, NJ_STORAGE_STREAM = 1 };
@@ -42,6 +43,7 @@ typedef struct nj_knobs {
     int rpc;     /* rows per CTA */
     int cluster; /* CTAs sharing one row through a thread-block cluster (sm_90+) */
     int storage; /* NJ_STORAGE_* */
+    int occ;     /* CTAs per SM the compiler must fit (__launch_bounds__), 0: its choice */
 } nj_knobs;
 
 typedef struct nj_variant {
@@ -73,7 +75,7 @@ int nj_variant_vectors_per_thread(const nj_variant *v);
 
 int nj_variant_equal(const nj_variant *a, const nj_variant *b);
 
-/* The kernel's symbol name, unique per variant, e.g. "nj_rmsnorm_f16_f16_f16_h4096_v8_t128_r1_c1_reg". */
+/* The kernel's symbol name, unique per variant, e.g. "nj_rmsnorm_f16_f16_f16_h4096_v8_t128_r1_c1_o0_reg". */
 void nj_variant_name(const nj_variant *v, char *out, size_t size);
 /* The knobs as "key=value" words, e.g. "op=rmsnorm x=f16 ... storage=reg". */
 void nj_variant_describe(const nj_variant *v, nj_buf *out);

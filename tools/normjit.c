@@ -1,4 +1,4 @@
-/* normjit: inspect the setup and warm the kernel cache. */
+/* normjit: inspect the setup, warm the kernel cache, measure. */
 #include "tool.h"
 
 #include <stdarg.h>
@@ -14,6 +14,8 @@ static const struct {
 } commands[] = {
     {"info", nj_cmd_info, "library, NVRTC, driver and GPU versions; the cache directory"},
     {"warm", nj_cmd_warm, "compile kernels into the disk cache (no GPU needed with --arch)"},
+    {"tune", nj_cmd_tune, "measure the best kernel knobs on this GPU into its tuning table"},
+    {"bench", nj_cmd_bench, "time the seed benchmark's shapes against the copy bandwidth"},
 };
 
 static void usage(FILE *out)

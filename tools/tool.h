@@ -10,6 +10,8 @@ enum { NJ_EXIT_OK = 0, NJ_EXIT_FAIL = 1, NJ_EXIT_USAGE = 2 };
 /* Each command: argv[0] is the command's name. */
 int nj_cmd_info(int argc, char **argv);
 int nj_cmd_warm(int argc, char **argv);
+int nj_cmd_bench(int argc, char **argv);
+int nj_cmd_tune(int argc, char **argv);
 
 /* Print "normjit <cmd>: <message>" to stderr and return NJ_EXIT_USAGE. */
 int nj_usage_error(const char *cmd, const char *fmt, ...);

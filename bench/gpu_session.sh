@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# One device session, from the repository root with build-gpu (and optionally a
+# pre-warmed .cache-gpu) carried:
+#   bash bench/gpu_session.sh STEP...     steps: tests tune bench compare
+# Logs, tables and CSVs go to $OUT (or ./gpu-out).
+set -u
+out=${OUT:-gpu-out}
+mkdir -p "$out"
+root=$(pwd)
+export NORMJIT_CACHE_DIR=${NORMJIT_CACHE_DIR:-$root/.cache-gpu}
+export NORMJIT_LIBRARY=$root/build-gpu/src/libnormjit.so.0
+export NORMJIT_TUNING_DIR=${NORMJIT_TUNING_DIR:-$root/.tuning-gpu}
+chmod 700 "$NORMJIT_CACHE_DIR" 2>/dev/null
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem,temperature.gpu,power.draw --format=csv > "$out/gpu.txt"
+build-gpu/tools/normjit info >> "$out/gpu.txt"
+cat "$out/gpu.txt"
+hidden=256,512,1024,2048,2880,3584,4096,5120,7168,8192,12288,14336,16384,32768,65536
+for step in "$@"; do
+  echo "=== $step $(date +%T)"
+  case $step in
+  tests)
+    for t in build-gpu/tests/test_gpu_*; do
+      [ -x "$t" ] && [ -f "$t" ] || continue
+      "$t" > "$out/$(basename "$t").log" 2>&1
+      rc=$?
+      grep -E "^\[  (FAILED|PASSED)|ERROR|cases checked|seed" "$out/$(basename "$t").log" | head -20
+      echo "$t exit $rc"
+    done ;;
+  tune)
+    # Written to the GPU's file under NORMJIT_TUNING_DIR, where later steps find it.
+    build-gpu/tools/normjit tune -q --hidden $hidden > "$out/tune.md" 2>&1
+    echo "tune exit $?"; tail -n 70 "$out/tune.md"
+    cp "$NORMJIT_TUNING_DIR"/*.tuning "$out/" ;;
+  bench)
+    build-gpu/tools/normjit bench --csv "$out/seed.csv" > "$out/seed.md" 2>&1; cat "$out/seed.md"
+    sweep=""
+    for h in ${hidden//,/ }; do sweep="$sweep --shape $(( (256 * 1024 * 1024) / (4 * h) ))x$h"; done
+    build-gpu/tools/normjit bench --dtype bf16 --iters 50 $sweep --csv "$out/sweep.csv" > "$out/sweep.md" 2>&1; cat "$out/sweep.md" ;;
+  explore)
+    # Every candidate at the row counts that miss their targets (docs/PERFORMANCE.md).
+    t=build-gpu/tools/normjit
+    { $t tune --explore 2048 --hidden 4096 --dtype bf16
+      $t tune --explore 4096 --hidden 8192 --dtype bf16
+      $t tune --explore 16384 --hidden 4096 --dtype bf16
+      $t tune --explore 1954 --hidden 32768 --dtype bf16
+      $t tune --explore 977 --hidden 65536 --dtype bf16
+      $t tune --explore 1 --hidden 8192 --dtype bf16; } > "$out/explore.md" 2>&1
+    echo "explore exit $?"; cat "$out/explore.md" ;;
+  compare)
+    PYTHONUNBUFFERED=1 python3 bench/compare.py --out "$out" > "$out/compare.md" 2>&1
+    echo "compare exit $?"; cat "$out/compare.md" ;;
+  esac
+done

@@ -1,0 +1,445 @@
+#include "tuning.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <pthread.h>
+#include <pwd.h>
+#include <unistd.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_LINE 1024
+
+nj_tuning *nj_tuning_new(const nj_device_key *device, const char *library,
+                         const char *templates)
+{
+    nj_tuning *t = calloc(1, sizeof *t);
+    if (!t)
+        return NULL;
+    if (device)
+        t->device = *device;
+    snprintf(t->library, sizeof t->library, "%s", library ? library : "");
+    snprintf(t->templates, sizeof t->templates, "%s", templates ? templates : "");
+    return t;
+}
+
+void nj_tuning_free(nj_tuning *t)
+{
+    if (!t)
+        return;
+    free(t->records);
+    free(t);
+}
+
+static int same_slot(const nj_tuning_record *a, const nj_tuning_record *b)
+{
+    const nj_variant *x = &a->plan.v, *y = &b->plan.v;
+    return x->op == y->op && x->tx == y->tx && x->ty == y->ty && x->tw == y->tw &&
+           x->hidden == y->hidden && x->k.vec == y->k.vec && a->bucket == b->bucket;
+}
+
+int nj_tuning_put(nj_tuning *t, const nj_tuning_record *r)
+{
+    size_t i;
+    for (i = 0; i < t->n; i++)
+        if (same_slot(&t->records[i], r)) {
+            t->records[i] = *r;
+            return NORMJIT_OK;
+        }
+    if (t->n == t->cap) {
+        size_t cap = t->cap ? t->cap * 2 : 64;
+        nj_tuning_record *p = realloc(t->records, cap * sizeof *p);
+        if (!p)
+            return nj_fail(NORMJIT_ENOMEM, "out of memory");
+        t->records = p;
+        t->cap = cap;
+    }
+    t->records[t->n++] = *r;
+    return NORMJIT_OK;
+}
+
+/* Split a line into at most `max` words at spaces and tabs (modifies the line). */
+static int split(char *line, char **words, int max)
+{
+    int n = 0;
+    char *p = line;
+    for (;;) {
+        while (*p == ' ' || *p == '\t')
+            p++;
+        if (!*p)
+            return n;
+        if (n == max)
+            return max + 1;
+        words[n++] = p;
+        while (*p && *p != ' ' && *p != '\t')
+            p++;
+        if (*p)
+            *p++ = '\0';
+    }
+}
+
+static int parse_ll(const char *s, long long lo, long long hi, long long *out)
+{
+    char *end;
+    long long v;
+    if (!isdigit((unsigned char)*s))
+        return 0;
+    errno = 0;
+    v = strtoll(s, &end, 10);
+    if (*end || errno || v < lo || v > hi)
+        return 0;
+    *out = v;
+    return 1;
+}
+
+static int parse_bucket(const char *s)
+{
+    int b;
+    for (b = 0; b < NJ_BUCKETS; b++)
+        if (!strcmp(s, nj_bucket_name(b)))
+            return b;
+    return -1;
+}
+
+static int parse_record(char *line, nj_tuning_record *r, const char **why)
+{
+    char *w[14];
+    long long v[8];
+    char *end;
+    int i;
+    nj_variant *x = &r->plan.v;
+
+    memset(r, 0, sizeof *r);
+    if (split(line, w, 14) != 14)
+        return (*why = "expected 14 fields: " NJ_TUNING_FIELDS), 0;
+    x->op = nj_op_parse(w[0]);
+    x->tx = nj_dtype_parse(w[1]);
+    x->ty = nj_dtype_parse(w[2]);
+    x->tw = nj_dtype_parse(w[3]);
+    if (!x->op || !x->tx || !x->ty || !x->tw)
+        return (*why = "unknown op or dtype"), 0;
+    if (!parse_ll(w[4], 1, NJ_MAX_HIDDEN, &v[0]))
+        return (*why = "bad hidden size"), 0;
+    x->hidden = v[0];
+    if ((r->bucket = parse_bucket(w[5])) < 0)
+        return (*why = "bucket must be decode, prefill or large"), 0;
+    for (i = 0; i < 4; i++)
+        if (!parse_ll(w[6 + i], 1, NJ_MAX_CTA_THREADS, &v[1 + i]))
+            return (*why = "bad vec, tpr, rpc or cluster"), 0;
+    x->k.vec = (int)v[1];
+    x->k.tpr = (int)v[2];
+    x->k.rpc = (int)v[3];
+    x->k.cluster = (int)v[4];
+    if (!parse_ll(w[10], 0, 32, &v[6]))
+        return (*why = "bad occ"), 0;
+    x->k.occ = (int)v[6];
+    if (!strcmp(w[11], "reg"))
+        x->k.storage = NJ_STORAGE_REG;
+    else if (!strcmp(w[11], "stream"))
+        x->k.storage = NJ_STORAGE_STREAM;
+    else
+        return (*why = "storage must be reg or stream"), 0;
+    if (!parse_ll(w[12], 0, 64, &v[5]))
+        return (*why = "bad ctas_per_sm"), 0;
+    r->plan.ctas_per_sm = (int)v[5];
+    errno = 0;
+    r->us = strtod(w[13], &end);
+    if (*end || errno || !(r->us >= 0) || r->us > 1e12)
+        return (*why = "bad time"), 0;
+    return 1;
+}
+
+/* "key: value" header lines. Returns 1 if the line was a header. */
+static int parse_header(nj_tuning *t, const char *line, int *fields_seen, const char **why)
+{
+    static const char *keys[] = {"device", "sms",       "cc",     "memory-mib",
+                                 "driver", "library", "templates", "fields"};
+    const char *colon = strchr(line, ':'), *value;
+    long long v;
+    size_t k, klen;
+    if (!colon)
+        return 0;
+    klen = (size_t)(colon - line);
+    for (k = 0; k < sizeof keys / sizeof keys[0]; k++)
+        if (strlen(keys[k]) == klen && !strncmp(line, keys[k], klen))
+            break;
+    if (k == sizeof keys / sizeof keys[0])
+        return 0;
+    value = colon + 1;
+    while (*value == ' ')
+        value++;
+    *why = NULL;
+    switch (k) {
+    case 0:
+        if (strlen(value) >= sizeof t->device.name)
+            *why = "device name too long";
+        else
+            snprintf(t->device.name, sizeof t->device.name, "%s", value);
+        break;
+    case 1:
+    case 2:
+    case 3:
+    case 4:
+        if (!parse_ll(value, 0, 1ll << 40, &v))
+            *why = "bad number";
+        else if (k == 1)
+            t->device.sms = (int)v;
+        else if (k == 2)
+            t->device.cc = (int)v;
+        else if (k == 3)
+            t->device.memory_mib = v;
+        else
+            t->device.driver = (int)v;
+        break;
+    case 5:
+        snprintf(t->library, sizeof t->library, "%.31s", value);
+        break;
+    case 6:
+        snprintf(t->templates, sizeof t->templates, "%.39s", value);
+        break;
+    default:
+        if (strcmp(value, NJ_TUNING_FIELDS))
+            *why = "unsupported fields line (expected \"" NJ_TUNING_FIELDS "\")";
+        else
+            *fields_seen = 1;
+    }
+    return 1;
+}
+
+/*
+ * Batch invariance: the buckets of one (op, dtypes, hidden, vec) must share
+ * the knobs that fix the reduction order.
+ */
+static int check_invariance(const nj_tuning *t)
+{
+    size_t i, j;
+    for (i = 0; i < t->n; i++)
+        for (j = i + 1; j < t->n; j++) {
+            const nj_variant *a = &t->records[i].plan.v, *b = &t->records[j].plan.v;
+            if (a->op == b->op && a->tx == b->tx && a->ty == b->ty && a->tw == b->tw &&
+                a->hidden == b->hidden && a->k.vec == b->k.vec &&
+                (a->k.tpr != b->k.tpr || a->k.cluster != b->k.cluster ||
+                 a->k.storage != b->k.storage))
+                return nj_fail(NORMJIT_EFORMAT,
+                               "records for %s %s hidden %lld differ in tpr, cluster or storage "
+                               "between buckets; a row's result would depend on the row count",
+                               nj_op_name(a->op), nj_dtype_name(a->tx), (long long)a->hidden);
+        }
+    return NORMJIT_OK;
+}
+
+int nj_tuning_parse(const char *text, size_t len, nj_tuning **out)
+{
+    nj_tuning *t = nj_tuning_new(NULL, NULL, NULL);
+    size_t pos = 0;
+    int line_no = 0, fields_seen = 0, status = NORMJIT_OK;
+
+    *out = NULL;
+    if (!t)
+        return nj_fail(NORMJIT_ENOMEM, "out of memory");
+    while (pos < len && status == NORMJIT_OK) {
+        char line[MAX_LINE];
+        const char *nl = memchr(text + pos, '\n', len - pos), *why = NULL;
+        size_t n = nl ? (size_t)(nl - (text + pos)) : len - pos;
+        nj_tuning_record r;
+
+        line_no++;
+        if (n >= sizeof line) {
+            status = nj_fail(NORMJIT_EFORMAT, "line %d: longer than %d bytes", line_no, MAX_LINE);
+            break;
+        }
+        memcpy(line, text + pos, n);
+        line[n] = '\0';
+        pos += n + (nl ? 1 : 0);
+        if (n && line[n - 1] == '\r')
+            line[--n] = '\0';
+        if (memchr(line, '\0', n) != NULL) {
+            status = nj_fail(NORMJIT_EFORMAT, "line %d: contains a NUL byte", line_no);
+            break;
+        }
+        if (!line[strspn(line, " \t")] || line[strspn(line, " \t")] == '#')
+            continue;
+        if (parse_header(t, line, &fields_seen, &why)) {
+            if (why)
+                status = nj_fail(NORMJIT_EFORMAT, "line %d: %s", line_no, why);
+            continue;
+        }
+        if (!fields_seen) {
+            status = nj_fail(NORMJIT_EFORMAT, "line %d: record before the 'fields:' line",
+                             line_no);
+            break;
+        }
+        if (!parse_record(line, &r, &why))
+            status = nj_fail(NORMJIT_EFORMAT, "line %d: %s", line_no, why);
+        else
+            status = nj_tuning_put(t, &r);
+    }
+    if (status == NORMJIT_OK && (!t->device.name[0] || !fields_seen))
+        status = nj_fail(NORMJIT_EFORMAT, "missing 'device:' or 'fields:' line");
+    if (status == NORMJIT_OK)
+        status = check_invariance(t);
+    if (status != NORMJIT_OK) {
+        nj_tuning_free(t);
+        return status;
+    }
+    *out = t;
+    return NORMJIT_OK;
+}
+
+int nj_tuning_load(const char *path, nj_tuning **out)
+{
+    FILE *f = fopen(path, "rb");
+    nj_buf b = {0};
+    char chunk[4096];
+    size_t n;
+    int status;
+    *out = NULL;
+    if (!f)
+        return nj_fail(NORMJIT_EIO, "cannot open tuning file %s: %s", path, strerror(errno));
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0 && b.len < (64u << 20))
+        nj_buf_append(&b, chunk, n);
+    if (ferror(f) || b.oom) {
+        fclose(f);
+        nj_buf_free(&b);
+        return nj_fail(NORMJIT_EIO, "cannot read tuning file %s", path);
+    }
+    fclose(f);
+    status = nj_tuning_parse(b.data ? b.data : "", b.len, out);
+    nj_buf_free(&b);
+    if (status != NORMJIT_OK)
+        nj_fail_prefix(status, "tuning file %s", path);
+    return status;
+}
+
+static int record_order(const void *pa, const void *pb)
+{
+    const nj_tuning_record *a = pa, *b = pb;
+    const nj_variant *x = &a->plan.v, *y = &b->plan.v;
+    int d;
+    if ((d = x->op - y->op) || (d = x->tx - y->tx) || (d = x->ty - y->ty) || (d = x->tw - y->tw))
+        return d;
+    if (x->hidden != y->hidden)
+        return x->hidden < y->hidden ? -1 : 1;
+    if ((d = y->k.vec - x->k.vec))
+        return d;
+    return a->bucket - b->bucket;
+}
+
+int nj_tuning_write(const nj_tuning *t, FILE *f)
+{
+    nj_tuning_record *sorted = malloc((t->n ? t->n : 1) * sizeof *sorted);
+    size_t i;
+    if (!sorted)
+        return nj_fail(NORMJIT_ENOMEM, "out of memory");
+    memcpy(sorted, t->records, t->n * sizeof *sorted);
+    qsort(sorted, t->n, sizeof *sorted, record_order);
+    fprintf(f,
+            "# normjit tuning table, written by 'normjit tune'. One record per (op, dtypes,\n"
+            "# hidden size, vector width, row-count bucket); us is the median kernel time.\n"
+            "device: %s\nsms: %d\ncc: %d\nmemory-mib: %lld\ndriver: %d\nlibrary: %s\n"
+            "templates: %s\nfields: %s\n",
+            t->device.name, t->device.sms, t->device.cc, t->device.memory_mib, t->device.driver,
+            t->library, t->templates, NJ_TUNING_FIELDS);
+    for (i = 0; i < t->n; i++) {
+        const nj_variant *v = &sorted[i].plan.v;
+        fprintf(f, "%s %s %s %s %lld %s %d %d %d %d %d %s %d %.2f\n", nj_op_name(v->op),
+                nj_dtype_name(v->tx), nj_dtype_name(v->ty), nj_dtype_name(v->tw),
+                (long long)v->hidden, nj_bucket_name(sorted[i].bucket), v->k.vec, v->k.tpr,
+                v->k.rpc, v->k.cluster, v->k.occ, v->k.storage == NJ_STORAGE_REG ? "reg" : "stream",
+                sorted[i].plan.ctas_per_sm, sorted[i].us);
+    }
+    free(sorted);
+    return ferror(f) ? nj_fail(NORMJIT_EIO, "cannot write tuning table") : NORMJIT_OK;
+}
+
+int nj_tuning_matches(const nj_tuning *t, const nj_device_key *d)
+{
+    return !strcmp(t->device.name, d->name) && t->device.sms == d->sms &&
+           t->device.cc == d->cc && t->device.memory_mib == d->memory_mib;
+}
+
+int nj_tuning_lookup(const nj_tuning *t, const nj_request *r, int arch, nj_plan *out)
+{
+    size_t i;
+    for (i = 0; i < t->n; i++) {
+        const nj_tuning_record *rec = &t->records[i];
+        const nj_variant *v = &rec->plan.v;
+        if (v->op == r->op && v->tx == r->tx && v->ty == r->ty && v->tw == r->tw &&
+            v->hidden == r->hidden && v->k.vec == r->vec && rec->bucket == r->bucket) {
+            if (nj_variant_check(v, arch) != NORMJIT_OK)
+                return 0;
+            *out = rec->plan;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+void nj_tuning_file_name(const nj_device_key *d, char *out, size_t size)
+{
+    size_t i, o = 0;
+    int dash = 0;
+    for (i = 0; d->name[i] && o + 16 < size; i++) {
+        unsigned char c = (unsigned char)d->name[i];
+        if (isalnum(c)) {
+            out[o++] = (char)tolower(c);
+            dash = 0;
+        } else if (!dash && o > 0) {
+            out[o++] = '-';
+            dash = 1;
+        }
+    }
+    if (o > 0 && out[o - 1] == '-')
+        o--;
+    snprintf(out + o, size - o, "-%dsm.tuning", d->sms);
+}
+
+int nj_tuning_default_path(const nj_device_key *device, char **out)
+{
+    const char *dir = getenv("NORMJIT_TUNING_DIR"), *suffix = "";
+    char name[320];
+    size_t size;
+    *out = NULL;
+    if (!dir || !*dir) {
+        if ((dir = getenv("XDG_CONFIG_HOME")) && *dir == '/') {
+            suffix = "/normjit/tuning";
+        } else {
+            struct passwd *pw;
+            dir = getenv("HOME");
+            if ((!dir || !*dir) && (pw = getpwuid(geteuid())) != NULL)
+                dir = pw->pw_dir;
+            if (!dir || !*dir)
+                return nj_fail(NORMJIT_EIO, "no home directory for the tuning table");
+            suffix = "/.config/normjit/tuning";
+        }
+    }
+    nj_tuning_file_name(device, name, sizeof name);
+    size = strlen(dir) + strlen(suffix) + strlen(name) + 2;
+    if (!(*out = malloc(size)))
+        return nj_fail(NORMJIT_ENOMEM, "out of memory");
+    snprintf(*out, size, "%s%s/%s", dir, suffix, name);
+    return NORMJIT_OK;
+}
+
+static pthread_once_t shipped_once = PTHREAD_ONCE_INIT;
+static nj_tuning **shipped;
+static int n_shipped;
+
+static void parse_shipped(void)
+{
+    int i;
+    shipped = calloc((size_t)nj_shipped_tuning_count + 1, sizeof *shipped);
+    if (!shipped)
+        return;
+    for (i = 0; i < nj_shipped_tuning_count; i++)
+        if (nj_tuning_parse(nj_shipped_tuning[i].text, nj_shipped_tuning[i].len,
+                            &shipped[n_shipped]) == NORMJIT_OK)
+            n_shipped++;
+}
+
+const nj_tuning *const *nj_shipped_tables(int *n)
+{
+    pthread_once(&shipped_once, parse_shipped);
+    *n = n_shipped;
+    return (const nj_tuning *const *)shipped;
+}

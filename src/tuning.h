@@ -1,0 +1,98 @@
+/*
+ * Tuning tables: the measured best knobs per (op, dtypes, hidden size,
+ * row-count bucket) for one device. Plain text, one record a line, so a
+ * table reads and diffs well:
+ *
+ *   # comment
+ *   device: NVIDIA H100 80GB HBM3
+ *   sms: 132
+ *   cc: 90
+ *   memory-mib: 81559
+ *   driver: 13000
+ *   library: 0.1.0
+ *   templates: <digest of the kernel templates>
+ *   fields: op x y w hidden bucket vec tpr rpc cluster occ storage ctas_per_sm us
+ *   rmsnorm f16 f16 f16 4096 prefill 8 128 1 1 0 reg 0 12.41
+ *
+ * A table applies to a device whose name, SM count, compute capability and
+ * memory size all match. Tables made by another driver, library version or
+ * template digest still apply (their knobs are re-checked before use), and
+ * the context says once, at info level, that re-tuning may help.
+ */
+#ifndef NJ_TUNING_H
+#define NJ_TUNING_H
+
+#include "plan.h"
+
+#include <stdio.h>
+
+#define NJ_TUNING_FIELDS "op x y w hidden bucket vec tpr rpc cluster occ storage ctas_per_sm us"
+
+typedef struct nj_device_key {
+    char name[256];
+    int sms;
+    int cc;
+    long long memory_mib;
+    int driver;
+} nj_device_key;
+
+typedef struct nj_tuning_record {
+    nj_plan plan;  /* variant and grid knob */
+    int bucket;
+    double us;     /* measured median time of the bucket's row counts */
+} nj_tuning_record;
+
+typedef struct nj_tuning {
+    nj_device_key device;
+    char library[32];
+    char templates[40];
+    nj_tuning_record *records;
+    size_t n, cap;
+} nj_tuning;
+
+/* Parse a table. NORMJIT_EFORMAT with "line N: ..." in the last error on malformed input. */
+int nj_tuning_parse(const char *text, size_t len, nj_tuning **out);
+/* Read and parse a file. NORMJIT_EIO if it cannot be read. */
+int nj_tuning_load(const char *path, nj_tuning **out);
+void nj_tuning_free(nj_tuning *t);
+
+/* A new empty table for a device. */
+nj_tuning *nj_tuning_new(const nj_device_key *device, const char *library,
+                         const char *templates);
+/* Add or replace the record for (op, dtypes, hidden, bucket). */
+int nj_tuning_put(nj_tuning *t, const nj_tuning_record *r);
+/* Write the table (header, then records in a stable order). */
+int nj_tuning_write(const nj_tuning *t, FILE *f);
+
+/* 1 if the table was made on this kind of device (name, SMs, CC, memory). */
+int nj_tuning_matches(const nj_tuning *t, const nj_device_key *device);
+
+/*
+ * The record for a request (same op, dtypes, hidden size, bucket and vector
+ * width) whose knobs are legal on `arch`: 1 and *out filled, else 0.
+ */
+int nj_tuning_lookup(const nj_tuning *t, const nj_request *r, int arch, nj_plan *out);
+
+/* The file name for a device's table: "nvidia-h100-80gb-hbm3-132sm.tuning". */
+void nj_tuning_file_name(const nj_device_key *device, char *out, size_t size);
+
+/*
+ * Where `normjit tune` writes and the context looks for a device's table:
+ * $NORMJIT_TUNING_DIR, else $XDG_CONFIG_HOME/normjit/tuning, else
+ * ~/.config/normjit/tuning, plus nj_tuning_file_name(). Caller frees *out.
+ */
+int nj_tuning_default_path(const nj_device_key *device, char **out);
+
+/* The shipped tables, parsed once per process (count in *n). */
+const nj_tuning *const *nj_shipped_tables(int *n);
+
+/* Tables shipped inside the library (from kernel_src/tuning/). */
+typedef struct nj_shipped_table {
+    const char *name;
+    const char *text;
+    size_t len;
+} nj_shipped_table;
+extern const nj_shipped_table nj_shipped_tuning[];
+extern const int nj_shipped_tuning_count;
+
+#endif

@@ -1,0 +1,203 @@
+/* normjit bench: the seed benchmark's shapes, checked, then timed against the copy bandwidth. */
+#include "gpubench.h"
+#include "hostref.h"
+#include "parse.h"
+#include "tool.h"
+#include "variant.h"
+
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define MAX_SHAPES 32
+
+static const char help[] =
+    "usage: normjit bench [options]\n"
+    "\n"
+    "Time normjit on the seed benchmark's six shapes (Small 4x512x4096, Medium\n"
+    "1x2048x4096, Large 1x4096x8192, XL 1x16384x8192, XXL 1x32768x12288, XXXL\n"
+    "1x131072x16384) or the shapes given. Each output is first checked against a\n"
+    "double-precision reference. Times are CUDA-event medians with a cold L2;\n"
+    "bandwidth counts x read, y written and the weights read once, and is\n"
+    "compared with the device-to-device copy bandwidth measured in the same run.\n"
+    "\n"
+    "  --shape BxSxH     a shape to time (repeatable; default: the six seed shapes)\n"
+    "  --op LIST         rmsnorm,layernorm (default: both)\n"
+    "  --dtype LIST      f16,bf16,f32 (default: f16,bf16)\n"
+    "  --iters N         timed launches per case (default: 100)\n"
+    "  --csv FILE        also write the results as CSV\n";
+
+static const struct {
+    const char *name;
+    int64_t b, s, h;
+} seed_shapes[] = {
+    {"Small", 4, 512, 4096},     {"Medium", 1, 2048, 4096},   {"Large", 1, 4096, 8192},
+    {"XL", 1, 16384, 8192},      {"XXL", 1, 32768, 12288},    {"XXXL", 1, 131072, 16384},
+};
+
+typedef struct shape {
+    char name[32];
+    char text[48];
+    int64_t rows, hidden;
+} shape;
+
+int nj_cmd_bench(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"shape", required_argument, NULL, 's'}, {"op", required_argument, NULL, 'o'},
+        {"dtype", required_argument, NULL, 'd'}, {"iters", required_argument, NULL, 'i'},
+        {"csv", required_argument, NULL, 'c'},   {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
+    int ops[2] = {NORMJIT_OP_RMSNORM, NORMJIT_OP_LAYERNORM}, n_ops = 2;
+    int dtypes[3] = {NORMJIT_DTYPE_F16, NORMJIT_DTYPE_BF16}, n_dtypes = 2;
+    shape shapes[MAX_SHAPES];
+    int n_shapes = 0, iters = 100, c, si, o, d, status, failed = 0;
+    int64_t iters64;
+    const char *csv_path = NULL;
+    FILE *csv = NULL;
+    char err[256], date[32];
+    nj_bench_gpu g;
+    normjit_ctx *ctx = NULL;
+    normjit_ctx_options copt;
+    double copy_bw;
+    time_t now = time(NULL);
+
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 's':
+            if (n_shapes == MAX_SHAPES)
+                return nj_usage_error("bench", "at most %d shapes", MAX_SHAPES);
+            if (nj_parse_shape(optarg, &shapes[n_shapes].rows, &shapes[n_shapes].hidden, err,
+                               sizeof err))
+                return nj_usage_error("bench", "--shape: %s", err);
+            if (shapes[n_shapes].hidden > NJ_MAX_HIDDEN)
+                return nj_usage_error("bench", "--shape: hidden size above %d", NJ_MAX_HIDDEN);
+            snprintf(shapes[n_shapes].name, sizeof shapes[n_shapes].name, "custom");
+            snprintf(shapes[n_shapes].text, sizeof shapes[n_shapes].text, "%s", optarg);
+            n_shapes++;
+            break;
+        case 'o':
+            if ((n_ops = nj_parse_name_list(optarg, nj_op_parse, "op", ops, 2, err,
+                                            sizeof err)) < 0)
+                return nj_usage_error("bench", "--op: %s", err);
+            break;
+        case 'd':
+            if ((n_dtypes = nj_parse_name_list(optarg, nj_dtype_parse, "dtype", dtypes, 3, err,
+                                               sizeof err)) < 0)
+                return nj_usage_error("bench", "--dtype: %s", err);
+            break;
+        case 'i':
+            if (nj_parse_int_list(optarg, 1, 100000, &iters64, 1, err, sizeof err) < 0)
+                return nj_usage_error("bench", "--iters: %s", err);
+            iters = (int)iters64;
+            break;
+        case 'c':
+            csv_path = optarg;
+            break;
+        case 'h':
+            fputs(help, stdout);
+            return NJ_EXIT_OK;
+        default:
+            return nj_usage_error("bench", "unknown option");
+        }
+    }
+    if (optind < argc)
+        return nj_usage_error("bench", "unexpected argument '%s'", argv[optind]);
+    if (!n_shapes) {
+        for (si = 0; si < 6; si++) {
+            snprintf(shapes[si].name, sizeof shapes[si].name, "%s", seed_shapes[si].name);
+            snprintf(shapes[si].text, sizeof shapes[si].text, "%lldx%lldx%lld",
+                     (long long)seed_shapes[si].b, (long long)seed_shapes[si].s,
+                     (long long)seed_shapes[si].h);
+            shapes[si].rows = seed_shapes[si].b * seed_shapes[si].s;
+            shapes[si].hidden = seed_shapes[si].h;
+        }
+        n_shapes = 6;
+    }
+
+    if ((status = nj_bench_gpu_open(&g)) != NORMJIT_OK)
+        return nj_report_failure("bench needs a GPU", status);
+    memset(&copt, 0, sizeof copt);
+    copt.struct_size = sizeof copt;
+    copt.log = nj_tool_log;
+    copt.log_level = NORMJIT_LOG_WARN;
+    if ((status = normjit_ctx_create(&ctx, &copt)) != NORMJIT_OK) {
+        nj_bench_gpu_close(&g);
+        return nj_report_failure("bench", status);
+    }
+    if (csv_path && !(csv = fopen(csv_path, "w"))) {
+        fprintf(stderr, "normjit bench: cannot write %s\n", csv_path);
+        normjit_ctx_destroy(ctx);
+        nj_bench_gpu_close(&g);
+        return NJ_EXIT_FAIL;
+    }
+    strftime(date, sizeof date, "%Y-%m-%d", localtime(&now));
+    copy_bw = nj_bench_copy_bandwidth(&g, (size_t)1 << 30, 50);
+    printf("normjit %s bench on %s (sm_%d, %d SMs), %s\n", normjit_version_string(), g.name,
+           g.arch, g.sms, date);
+    printf("device copy: %.3f TB/s (1 GiB device-to-device, read + write, median of 50)\n\n",
+           copy_bw * 1e-12);
+    printf("| config | shape (BxSxH) | op | dtype | ms | GB/s | %% of copy | max error |\n");
+    printf("| --- | --- | --- | --- | ---: | ---: | ---: | ---: |\n");
+    if (csv)
+        fprintf(csv, "device,date,config,shape,rows,hidden,op,dtype,ms,gbps,pct_copy,max_error,"
+                     "copy_tbps\n");
+
+    for (si = 0; si < n_shapes; si++)
+        for (o = 0; o < n_ops; o++)
+            for (d = 0; d < n_dtypes; d++) {
+                nj_bench_op op = {ops[o], dtypes[d], dtypes[d], dtypes[d],
+                                  shapes[si].rows, shapes[si].hidden, 1};
+                nj_bench_buffers b;
+                nj_bench_api_user u = {ctx, &op, &b};
+                double ms, error, gbps;
+                if ((status = nj_bench_alloc(&g, &op, nj_now() * 1e6, &b)) != NORMJIT_OK) {
+                    printf("| %s | %s | %s | %s | skipped: %s |\n", shapes[si].name,
+                           shapes[si].text, nj_op_name(ops[o]), nj_dtype_name(dtypes[d]),
+                           normjit_last_error());
+                    failed++;
+                    continue;
+                }
+                /* Check before timing: one launch on set 0 against the reference. */
+                status = nj_bench_launch_api(&u, 0, g.stream);
+                error = status == NORMJIT_OK ? nj_bench_check(&g, &op, &b) : -1;
+                if (status != NORMJIT_OK || !(error >= 0) || error > nj_tolerance(op.ty)) {
+                    printf("| %s | %s | %s | %s | WRONG RESULT (error %.3g): %s |\n",
+                           shapes[si].name, shapes[si].text, nj_op_name(ops[o]),
+                           nj_dtype_name(dtypes[d]), error,
+                           status == NORMJIT_OK ? "" : normjit_last_error());
+                    failed++;
+                    nj_bench_free(&g, &b);
+                    continue;
+                }
+                ms = nj_bench_median_ms(&g, nj_bench_launch_api, &u, b.sets, 10, iters, &status);
+                nj_bench_free(&g, &b);
+                if (ms <= 0) {
+                    printf("| %s | %s | %s | %s | FAILED: %s |\n", shapes[si].name,
+                           shapes[si].text, nj_op_name(ops[o]), nj_dtype_name(dtypes[d]),
+                           normjit_last_error());
+                    failed++;
+                    continue;
+                }
+                gbps = nj_bench_bytes(&op) / (ms * 1e-3) * 1e-9;
+                printf("| %s | %s | %s | %s | %.4f | %.0f | %.1f%% | %.1e |\n", shapes[si].name,
+                       shapes[si].text, nj_op_name(ops[o]), nj_dtype_name(dtypes[d]), ms, gbps,
+                       100.0 * gbps * 1e9 / copy_bw, error);
+                fflush(stdout);
+                if (csv)
+                    fprintf(csv, "\"%s\",%s,%s,%s,%lld,%lld,%s,%s,%.5f,%.1f,%.2f,%.3g,%.4f\n",
+                            g.name, date, shapes[si].name, shapes[si].text,
+                            (long long)op.rows, (long long)op.hidden, nj_op_name(ops[o]),
+                            nj_dtype_name(dtypes[d]), ms, gbps, 100.0 * gbps * 1e9 / copy_bw,
+                            error, copy_bw * 1e-12);
+            }
+    if (csv)
+        fclose(csv);
+    normjit_ctx_destroy(ctx);
+    nj_bench_gpu_close(&g);
+    return failed ? NJ_EXIT_FAIL : NJ_EXIT_OK;
+}
