@@ -46,6 +46,14 @@ for step in "$@"; do
       $t tune --explore 977 --hidden 65536 --dtype bf16
       $t tune --explore 1 --hidden 8192 --dtype bf16; } > "$out/explore.md" 2>&1
     echo "explore exit $?"; cat "$out/explore.md" ;;
+  ab)
+    # The same plans with the kernel templates of .kernel-alt (NORMJIT_KERNEL_DIR), in one run.
+    shapes="--shape 262144x256 --shape 2048x4096 --shape 16384x4096 --shape 4096x8192 --shape 1954x32768 --shape 1x8192"
+    for which in embedded alt embedded; do
+      if [ $which = alt ]; then export NORMJIT_KERNEL_DIR=$root/.kernel-alt; else unset NORMJIT_KERNEL_DIR; fi
+      echo "--- templates: $which"
+      build-gpu/tools/normjit bench --dtype bf16 --iters 100 $shapes 2>&1 | grep -E "^\| (custom|config)"
+    done > "$out/ab.md"; unset NORMJIT_KERNEL_DIR; cat "$out/ab.md" ;;
   compare)
     PYTHONUNBUFFERED=1 python3 bench/compare.py --out "$out" > "$out/compare.md" 2>&1
     echo "compare exit $?"; cat "$out/compare.md" ;;

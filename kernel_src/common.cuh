@@ -190,11 +190,10 @@ __device__ __forceinline__ float nj_cluster_load(const float *p, unsigned rank)
 // ---------------------------------------------------------------------------
 // Row reduction: combines per-thread partial results over the NJ_TPR threads
 // of a row (and the CTAs of a cluster) and gives every one of them the total.
-// `Op` says what a partial result is (K floats) and how two are combined:
-//
-//   nj_sum<K>  K independent sums
-//   nj_chan    (count, mean, M2) merged with Chan's formula, for a one-pass
-//              mean and variance that keeps two-pass accuracy
+// `Op` says what a partial result is (K floats) and how two are combined
+// (nj_sum<K>: K independent sums). A one-pass LayerNorm merging (count, mean,
+// M2) with Chan's formula through this same interface measured slower than
+// two sum reductions, at every size tried (docs/PERFORMANCE.md).
 //
 // The order of combination depends only on NJ_TPR and NJ_CLUSTER: a butterfly
 // within the warp, in which both partners combine (lower lane, higher lane)
@@ -215,21 +214,6 @@ template <int N> struct nj_sum {
 #pragma unroll
         for (int k = 0; k < K; ++k)
             lo[k] += hi[k];
-    }
-};
-
-struct nj_chan {
-    static constexpr int K = 3; // count, mean, M2 (sum of squared deviations)
-    __device__ __forceinline__ static void combine(float (&lo)[K], const float (&hi)[K])
-    {
-        // Counts are whole numbers below 2^24; the fast division is deterministic,
-        // within 2 ulp, and a fraction of the latency of an IEEE one.
-        const float n = lo[0] + hi[0];
-        const float delta = hi[1] - lo[1];
-        const float share = n > 0.f ? __fdividef(hi[0], n) : 0.f;
-        lo[2] = lo[2] + hi[2] + delta * delta * lo[0] * share;
-        lo[1] = lo[1] + delta * share;
-        lo[0] = n;
     }
 };
 
@@ -338,18 +322,7 @@ __device__ __forceinline__ void nj_cluster_exit()
 #endif
 }
 
-// ---------------------------------------------------------------------------
-// Weights and bias. Each thread asks for its share to be brought into L1 as
-// soon as it has issued its loads of x, so that the loads after the
-// reduction hit L1 instead of waiting on L2 (a short row's latency is mostly
-// these waits); a prefetch costs no registers.
-
 typedef nj_vec<NJ_TW, NJ_VEC> nj_wvec;
-
-__device__ __forceinline__ void nj_prefetch(const void *p)
-{
-    asm volatile("prefetch.global.L1 [%0];" ::"l"(p));
-}
 
 // ---------------------------------------------------------------------------
 // Output: y = (x - mean) * rstd * (w + w_offset) + b for one vector, in fp32,
@@ -383,11 +356,12 @@ struct nj_row_regs {
     nj_xvec v[NJ_NPT];
 };
 
-// Load this thread's vectors of the row (zeros for vectors it does not own)
-// and ask for its weights and bias to come into L1. xt, wt, bt point at the
-// thread's first vector (nj_thread_offset).
-__device__ __forceinline__ void nj_load_row(nj_row_regs &r, const NJ_TX *xt, const NJ_TW *wt,
-                                            const NJ_TW *bt, bool live, const nj_slot &s)
+// Load this thread's vectors of the row (zeros for vectors it does not own).
+// xt points at the thread's first vector (nj_thread_offset). Weights are read
+// only when the output is written: loading them early (even as an L1
+// prefetch) measured up to 25% slower for short rows (docs/PERFORMANCE.md).
+__device__ __forceinline__ void nj_load_row(nj_row_regs &r, const NJ_TX *xt, bool live,
+                                            const nj_slot &s)
 {
 #pragma unroll
     for (int i = 0; i < NJ_NPT; ++i) {
@@ -397,15 +371,6 @@ __device__ __forceinline__ void nj_load_row(nj_row_regs &r, const NJ_TX *xt, con
 #pragma unroll
             for (int k = 0; k < nj_xvec::WORDS; ++k)
                 r.v[i].w[k] = typename nj_xvec::word();
-        }
-    }
-#pragma unroll
-    for (int i = 0; i < NJ_NPT; ++i) {
-        if (live && nj_owns(i, s)) {
-            if (wt)
-                nj_prefetch(wt + i * NJ_STEP);
-            if (bt)
-                nj_prefetch(bt + i * NJ_STEP);
         }
     }
 }

@@ -1,11 +1,9 @@
 // LayerNorm forward: y = (x - mean) * rsqrt(var + eps) * (w + w_offset) + b,
 // with the biased variance.
 //
-// Work split as in rmsnorm.cu. Register storage: each thread computes the
-// count, mean and sum of squared deviations of the elements it holds (two
-// passes over its registers), and a single nj_row_reduce() merges them with
-// Chan's formula, so the row needs one reduction, with two-pass accuracy.
-// Stream storage makes one pass of sums shifted by the row's first element,
+// Work split as in rmsnorm.cu. Register storage computes the mean, then the
+// variance as the mean of (x - mean)^2 over the values still in registers
+// (two reductions, no cancellation). Stream storage makes one pass of sums shifted by the row's first element,
 // which keeps E[d^2] - E[d]^2 accurate when the mean is large against the
 // spread, then a second pass for the output.
 // Knobs: NJ_VEC, NJ_TPR, NJ_RPC, NJ_CLUSTER, NJ_MIN_CTAS, NJ_STORAGE (see common.cuh).
@@ -25,31 +23,30 @@ NJ_KERNEL_NAME(NJ_KERNEL_PARAMS)
 #if NJ_STORAGE == NJ_STORAGE_REG
         const nj_i64 off = nj_thread_offset(s);
         nj_row_regs r;
-        nj_load_row(r, xr + off, nj_advance(w, off), nj_advance(b, off), live, s);
-        float count = 0.f, sum = 0.f;
+        nj_load_row(r, xr + off, live, s);
+        float sum[1] = {0.f};
 #pragma unroll
         for (int i = 0; i < NJ_NPT; ++i) {
-            if (live && nj_owns(i, s)) {
-                count += NJ_VEC;
 #pragma unroll
-                for (int k = 0; k < NJ_VEC; ++k)
-                    sum += nj_to_f32(r.v[i].v[k]);
-            }
+            for (int k = 0; k < NJ_VEC; ++k)
+                sum[0] += nj_to_f32(r.v[i].v[k]); // elements not owned are zero
         }
-        float stats[3] = {count, count > 0.f ? sum / count : 0.f, 0.f};
+        nj_row_reduce<nj_sum<1>>(sum, s, red);
+        const float mean = sum[0] / NJ_H;
+        nj_refresh_row(r, mean);
+        float sq[1] = {0.f};
 #pragma unroll
         for (int i = 0; i < NJ_NPT; ++i) {
             if (live && nj_owns(i, s)) {
 #pragma unroll
                 for (int k = 0; k < NJ_VEC; ++k) {
-                    const float d = nj_to_f32(r.v[i].v[k]) - stats[1];
-                    stats[2] += d * d;
+                    const float d = nj_to_f32(r.v[i].v[k]) - mean;
+                    sq[0] += d * d;
                 }
             }
         }
-        nj_row_reduce<nj_chan>(stats, s, red);
-        const float mean = stats[1];
-        const float rstd = rsqrtf(stats[2] / NJ_H + eps);
+        nj_row_reduce<nj_sum<1>>(sq, s, red);
+        const float rstd = rsqrtf(sq[0] / NJ_H + eps);
         nj_refresh_row(r, rstd);
         nj_store_row(r, yr + off, nj_advance(w, off), nj_advance(b, off), mean, rstd, w_offset,
                      live, s);

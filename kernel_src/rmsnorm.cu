@@ -25,7 +25,7 @@ NJ_KERNEL_NAME(NJ_KERNEL_PARAMS)
 #if NJ_STORAGE == NJ_STORAGE_REG
         const nj_i64 off = nj_thread_offset(s);
         nj_row_regs r;
-        nj_load_row(r, xr + off, nj_advance(w, off), nullptr, live, s);
+        nj_load_row(r, xr + off, live, s);
 #pragma unroll
         for (int i = 0; i < NJ_NPT; ++i) {
 #pragma unroll

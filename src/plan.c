@@ -1,16 +1,20 @@
 #include "plan.h"
 
 /*
- * Heuristic targets, from measurements on an H100 (docs/PERFORMANCE.md):
- * about two 16-byte vectors per thread and up to 512 threads per row; long
- * rows up to 128 bytes per thread with the compiler asked for two CTAs per
- * SM; longer rows one 1024-thread CTA (RMSNorm), a cluster (RMSNorm beyond
- * what a CTA holds, sm_90) or two passes over the row (LayerNorm, whose
- * registers do not fit 1024 threads).
+ * Heuristic targets, fitted to the choices of 'normjit tune' on an H100
+ * (docs/PERFORMANCE.md), for hidden sizes no tuning table covers:
+ *  - rows up to 2 KB: eight 16-byte vectors per thread, 128-thread CTAs of
+ *    several rows;
+ *  - rows up to 32 KB: about three vectors per thread (four for LayerNorm),
+ *    up to 1024 threads;
+ *  - longer rows: 1024 threads holding up to 128 bytes each (RMSNorm), then
+ *    a cluster (RMSNorm, sm_90) or two passes over the row (LayerNorm, and
+ *    anything larger), with the compiler asked for the occupancy that fits.
  */
-#define NJ_TARGET_THREAD_BYTES 32
+#define NJ_SHORT_ROW_BYTES 2048
+#define NJ_SHORT_ROW_VECTORS 8
+#define NJ_MID_ROW_BYTES (32 << 10)
 #define NJ_TARGET_CTA_THREADS 128
-#define NJ_HEURISTIC_MAX_TPR 512
 
 int nj_legal_tpr(int64_t t)
 {
@@ -48,31 +52,33 @@ void nj_plan_heuristic(const nj_request *r, int arch, nj_plan *out)
 {
     nj_knobs *k = &out->v.k;
     const int vec_bytes = r->vec * nj_dtype_size(r->tx);
-    const int64_t nv = r->hidden / r->vec, max_npt = NJ_MAX_THREAD_BYTES / vec_bytes;
-    int64_t npt = NJ_TARGET_THREAD_BYTES / vec_bytes, tpr;
+    const int64_t nv = r->hidden / r->vec, row_bytes = r->hidden * nj_dtype_size(r->tx);
+    const int64_t max_npt = NJ_MAX_THREAD_BYTES / vec_bytes > 0 ? NJ_MAX_THREAD_BYTES / vec_bytes : 1;
+    int64_t tpr;
 
     base_variant(r, out);
-    if (npt < 1)
-        npt = 1;
-    tpr = ceil_div(nv, npt);
-    if (tpr > NJ_HEURISTIC_MAX_TPR) {
-        tpr = NJ_HEURISTIC_MAX_TPR;
-        npt = ceil_div(nv, tpr);
-        if (npt > max_npt) {
-            int64_t cl = ceil_div(nv, NJ_MAX_CTA_THREADS * (max_npt > 0 ? max_npt : 1));
-            tpr = NJ_MAX_CTA_THREADS;
-            if (r->op == NORMJIT_OP_LAYERNORM || cl > NJ_MAX_CLUSTER || (cl > 1 && arch < 90)) {
-                k->storage = NJ_STORAGE_STREAM;
-            } else {
-                k->cluster = (int)cl;
-                tpr = ceil_div(ceil_div(nv, cl), max_npt > 0 ? max_npt : 1);
-            }
+    if (row_bytes <= NJ_SHORT_ROW_BYTES) {
+        tpr = ceil_div(nv, NJ_SHORT_ROW_VECTORS);
+    } else if (row_bytes <= NJ_MID_ROW_BYTES) {
+        tpr = ceil_div(nv, r->op == NORMJIT_OP_LAYERNORM ? 4 : 3);
+    } else if (r->op == NORMJIT_OP_RMSNORM && ceil_div(nv, NJ_MAX_CTA_THREADS) <= max_npt) {
+        tpr = NJ_MAX_CTA_THREADS;
+    } else {
+        int64_t cl = ceil_div(nv, NJ_MAX_CTA_THREADS * max_npt);
+        tpr = r->op == NORMJIT_OP_LAYERNORM && row_bytes <= 2 * NJ_MID_ROW_BYTES
+                  ? NJ_MAX_CTA_THREADS / 2
+                  : NJ_MAX_CTA_THREADS;
+        if (r->op == NORMJIT_OP_RMSNORM && arch >= 90 && cl <= NJ_MAX_CLUSTER) {
+            k->cluster = (int)cl;
+            tpr = ceil_div(ceil_div(nv, cl), max_npt);
+        } else {
+            k->storage = NJ_STORAGE_STREAM;
         }
     }
-    k->tpr = nj_legal_tpr(tpr);
+    k->tpr = nj_legal_tpr(tpr < NJ_MAX_CTA_THREADS ? tpr : NJ_MAX_CTA_THREADS);
     if (k->tpr < NJ_TARGET_CTA_THREADS)
         k->rpc = NJ_TARGET_CTA_THREADS / k->tpr;
-    if (k->storage == NJ_STORAGE_REG)
+    if (k->tpr >= 512 && row_bytes > NJ_MID_ROW_BYTES)
         k->occ = nj_plan_occ_target(&out->v);
 }
 
