@@ -115,8 +115,8 @@ typedef enum normjit_op {
 
 typedef struct normjit_ctx normjit_ctx;
 
-/* Log levels for normjit_log_fn and NORMJIT_LOG. */
-enum { NORMJIT_LOG_ERROR = 0, NORMJIT_LOG_WARN = 1, NORMJIT_LOG_INFO = 2, NORMJIT_LOG_DEBUG = 3 };
+/* Log levels for normjit_log_fn and NORMJIT_LOG; 0 in the options means NORMJIT_LOG_WARN. */
+enum { NORMJIT_LOG_ERROR = 1, NORMJIT_LOG_WARN = 2, NORMJIT_LOG_INFO = 3, NORMJIT_LOG_DEBUG = 4 };
 
 /* Receives library messages at or below the context's log level. May be called from any thread. */
 typedef void (*normjit_log_fn)(void *user, int level, const char *message);
@@ -137,7 +137,7 @@ typedef struct normjit_ctx_options {
      * disk cache, and launches fail with NORMJIT_ENODEVICE.
      */
     int32_t offline_arch;
-    int32_t log_level;       /* NORMJIT_LOG_*; messages above it are dropped (default WARN) */
+    int32_t log_level;       /* NORMJIT_LOG_*; messages above it are dropped; 0: WARN */
     normjit_log_fn log;      /* NULL: stderr if $NORMJIT_LOG is set, else silent */
     void *log_user;
 } normjit_ctx_options;

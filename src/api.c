@@ -176,6 +176,8 @@ static int validate(int op, const normjit_norm_args *in, normjit_norm_args *a, n
         (uintptr_t)a->y > UINTPTR_MAX - (uint64_t)y_bytes)
         return nj_fail(NORMJIT_EINVAL, "%s: rows (%lld) x row stride overflows the address space",
                        name, (long long)a->rows);
+    if (a->rows > INT64_MAX / 4)
+        return nj_fail(NORMJIT_EINVAL, "%s: rows (%lld) is too large", name, (long long)a->rows);
     if (a->x == a->y) {
         if (sx != sy || a->x_row_stride != a->y_row_stride)
             return nj_fail(NORMJIT_EINVAL,

@@ -212,8 +212,10 @@ int nj_ctx_create_with(normjit_ctx **out, const normjit_ctx_options *options,
         return nj_fail(NORMJIT_EINVAL,
                        "offline_arch %d: give a compute capability of 80 (sm_80) or newer, or 0",
                        opt.offline_arch);
+    if (opt.log_level == 0)
+        opt.log_level = NORMJIT_LOG_WARN;
     if (opt.log_level < NORMJIT_LOG_ERROR || opt.log_level > NORMJIT_LOG_DEBUG)
-        return nj_fail(NORMJIT_EINVAL, "log_level %d outside NORMJIT_LOG_ERROR..DEBUG",
+        return nj_fail(NORMJIT_EINVAL, "log_level %d outside NORMJIT_LOG_ERROR..DEBUG (or 0)",
                        opt.log_level);
 
     ctx = calloc(1, sizeof *ctx);

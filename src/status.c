@@ -96,7 +96,7 @@ void nj_logger_init(nj_logger *lg, normjit_log_fn fn, void *user, int level)
 
 void nj_log(const nj_logger *lg, int level, const char *fmt, ...)
 {
-    static const char *names[] = {"error", "warning", "info", "debug"};
+    static const char *names[] = {"error", "error", "warning", "info", "debug"};
     char msg[2048];
     va_list ap;
     if (!lg || level > lg->level || (!lg->fn && !lg->to_stderr))
@@ -107,5 +107,5 @@ void nj_log(const nj_logger *lg, int level, const char *fmt, ...)
     if (lg->fn)
         lg->fn(lg->user, level, msg);
     else
-        fprintf(stderr, "normjit: %s: %s\n", names[level < 0 ? 0 : level > 3 ? 3 : level], msg);
+        fprintf(stderr, "normjit: %s: %s\n", names[level < 0 ? 0 : level > 4 ? 4 : level], msg);
 }

@@ -180,7 +180,8 @@ static int parse_header(nj_tuning *t, const char *line, int *fields_seen, const 
     case 2:
     case 3:
     case 4:
-        if (!parse_ll(value, 0, 1ll << 40, &v))
+        /* memory-mib is a long long; the others are stored in an int */
+        if (!parse_ll(value, 0, k == 3 ? 1ll << 40 : 0x7fffffffll, &v))
             *why = "bad number";
         else if (k == 1)
             t->device.sms = (int)v;
@@ -221,9 +222,11 @@ static int check_invariance(const nj_tuning *t)
                 (a->k.tpr != b->k.tpr || a->k.cluster != b->k.cluster ||
                  a->k.storage != b->k.storage))
                 return nj_fail(NORMJIT_EFORMAT,
-                               "records for %s %s hidden %lld differ in tpr, cluster or storage "
-                               "between buckets; a row's result would depend on the row count",
-                               nj_op_name(a->op), nj_dtype_name(a->tx), (long long)a->hidden);
+                               "line %d: record for %s %s hidden %lld differs from line %d in "
+                               "tpr, cluster or storage; a row's result would depend on the row "
+                               "count",
+                               t->records[j].line, nj_op_name(a->op), nj_dtype_name(a->tx),
+                               (long long)a->hidden, t->records[i].line);
         }
     return NORMJIT_OK;
 }
@@ -269,13 +272,17 @@ int nj_tuning_parse(const char *text, size_t len, nj_tuning **out)
                              line_no);
             break;
         }
-        if (!parse_record(line, &r, &why))
+        if (!parse_record(line, &r, &why)) {
             status = nj_fail(NORMJIT_EFORMAT, "line %d: %s", line_no, why);
-        else
+        } else {
+            r.line = line_no;
             status = nj_tuning_put(t, &r);
+        }
     }
     if (status == NORMJIT_OK && (!t->device.name[0] || !fields_seen))
-        status = nj_fail(NORMJIT_EFORMAT, "missing 'device:' or 'fields:' line");
+        status = nj_fail(NORMJIT_EFORMAT, "line %d: end of the table without a%s%s line",
+                         line_no, t->device.name[0] ? "" : " 'device:'",
+                         fields_seen ? "" : " 'fields:'");
     if (status == NORMJIT_OK)
         status = check_invariance(t);
     if (status != NORMJIT_OK) {
@@ -331,8 +338,10 @@ int nj_tuning_write(const nj_tuning *t, FILE *f)
     size_t i;
     if (!sorted)
         return nj_fail(NORMJIT_ENOMEM, "out of memory");
-    memcpy(sorted, t->records, t->n * sizeof *sorted);
-    qsort(sorted, t->n, sizeof *sorted, record_order);
+    if (t->n) {
+        memcpy(sorted, t->records, t->n * sizeof *sorted);
+        qsort(sorted, t->n, sizeof *sorted, record_order);
+    }
     fprintf(f,
             "# normjit tuning table, written by 'normjit tune'. One record per (op, dtypes,\n"
             "# hidden size, vector width, row-count bucket); us is the median kernel time.\n"

@@ -40,6 +40,7 @@ typedef struct nj_tuning_record {
     nj_plan plan;  /* variant and grid knob */
     int bucket;
     double us;     /* measured median time of the bucket's row counts */
+    int line;      /* line of the table it was read from (0 if made in memory) */
 } nj_tuning_record;
 
 typedef struct nj_tuning {

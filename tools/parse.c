@@ -40,7 +40,8 @@ int nj_parse_int_list(const char *s, int64_t lo, int64_t hi, int64_t *out, int m
             snprintf(err, err_size, "'%.*s' is not a number", (int)strcspn(start, ","), start);
             return -1;
         }
-        if (v < (uint64_t)lo || v > (uint64_t)hi) {
+        /* Inputs carry no sign: compare as signed only where lo or hi are negative. */
+        if (hi < 0 || v > (uint64_t)hi || (lo > 0 && v < (uint64_t)lo)) {
             snprintf(err, err_size, "%llu is outside %lld..%lld", (unsigned long long)v,
                      (long long)lo, (long long)hi);
             return -1;
@@ -150,6 +151,10 @@ int nj_parse_arch(const char *s, int *out, char *err, size_t err_size)
         snprintf(err, err_size, "'%s' is not an architecture (e.g. sm_90, auto)", s ? s : "");
         return -1;
     }
+    if (major > 999) {
+        snprintf(err, err_size, "'%s' is not an architecture (e.g. sm_90, auto)", s);
+        return -1;
+    }
     if (*p == '.') {
         p++;
         if (!take_uint(&p, &minor) || minor > 9) {
@@ -172,11 +177,13 @@ int nj_parse_shape(const char *s, int64_t *rows, int64_t *hidden, char *err, siz
     int n = 0;
     const char *p = s;
     while (p && n < 3) {
-        if (!take_uint(&p, &dims[n]) || dims[n] == 0 || dims[n] > (1ull << 40))
+        if (!take_uint(&p, &dims[n]) || dims[n] == 0 || dims[n] > (1ull << 40)) {
+            p = NULL; /* a dimension that is missing, zero or too large */
             break;
+        }
         n++;
-        if (*p != 'x')
-            break;
+        if (*p != 'x' || n == 3)
+            break; /* a fourth 'x' stays unparsed and fails below */
         p++;
     }
     if (!p || *p || n < 2) {

@@ -6,8 +6,8 @@
 #include <stdint.h>
 
 /*
- * A comma-separated list of integers in [lo, hi] ("4096,8192"). Returns the
- * count (at most max), or -1 with a message in err.
+ * A comma-separated list of non-negative integers in [lo, hi] ("4096,8192").
+ * Returns the count (at most max), or -1 with a message in err.
  */
 int nj_parse_int_list(const char *s, int64_t lo, int64_t hi, int64_t *out, int max, char *err,
                       size_t err_size);

@@ -131,7 +131,7 @@ class Context:
         lib = _library()
         opts = _CtxOptions()
         opts.struct_size = ctypes.sizeof(_CtxOptions)
-        opts.log_level = 1
+        opts.log_level = 0  # warnings (to stderr if NORMJIT_LOG is set)
         self._keep = [cache_dir.encode() if cache_dir else None,
                       tuning_file.encode() if tuning_file else None]
         opts.cache_dir, opts.tuning_file = self._keep
