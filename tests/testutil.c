@@ -30,3 +30,16 @@ void nj_test_seed_banner(const char *suite)
     fflush(stdout);
 }
 
+
+double nj_now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+int nj_test_quick(void)
+{
+    const char *q = getenv("NORMJIT_TEST_QUICK");
+    return q && *q && strcmp(q, "0") != 0;
+}

@@ -14,4 +14,14 @@
 uint64_t nj_test_seed(void);
 void nj_test_seed_banner(const char *suite);
 
+/* Seconds since an arbitrary start, monotonic. */
+double nj_now_seconds(void);
+
+/*
+ * NORMJIT_TEST_QUICK=1: the GPU suite runs a reduced set of cases (for
+ * compute-sanitizer, which slows kernels a hundredfold); the full run is the
+ * default and the one whose counts are reported.
+ */
+int nj_test_quick(void);
+
 #endif

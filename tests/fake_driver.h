@@ -1,0 +1,34 @@
+/*
+ * A CUDA driver table with no GPU behind it, for tests that drive the
+ * public API through nj_ctx_create_with(). It reports one device and counts
+ * the calls that would touch a GPU, so a test can assert that a rejected
+ * call never reached module loading or a launch.
+ */
+#ifndef NJ_FAKE_DRIVER_H
+#define NJ_FAKE_DRIVER_H
+
+#include "driver.h"
+
+#include <stdint.h>
+
+/* The context the fake reports as current unless a test changes fake_drv.current. */
+#define FAKE_CU_CTX ((CUcontext)(uintptr_t)0x1000)
+#define FAKE_CU_OTHER_CTX ((CUcontext)(uintptr_t)0x2000)
+
+typedef struct fake_driver_state {
+    CUcontext current; /* what cuCtxGetCurrent returns */
+    int cc_major, cc_minor, sm_count;
+    int capturing; /* cuStreamIsCapturing reports an active capture */
+    /* Calls counted. */
+    int launches;
+    int module_loads;
+    int module_unloads;
+    unsigned last_grid_x, last_block_x;
+} fake_driver_state;
+
+extern fake_driver_state fake_drv;
+
+/* Fill `d` with the fakes and reset fake_drv (a 9.0 device with 132 SMs, FAKE_CU_CTX current). */
+void fake_driver_init(nj_driver *d);
+
+#endif

@@ -1,0 +1,285 @@
+/*
+ * The kernel templates through the real NVRTC: every family of knobs must
+ * compile to a CUBIN for sm_80 and sm_90 (so a template change that breaks
+ * one combination fails here, on a machine without a GPU), and an
+ * architecture NVRTC does not know falls back to PTX.
+ *
+ * Also, without NVRTC: every heuristic plan over a sweep of hidden sizes is
+ * legal, since a launch compiles whatever the heuristic picks.
+ */
+#include "compiler.h"
+#include "plan.h"
+#include "render.h"
+#include "templates.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#define RMS NORMJIT_OP_RMSNORM
+#define LN NORMJIT_OP_LAYERNORM
+#define F32 NORMJIT_DTYPE_F32
+#define F16 NORMJIT_DTYPE_F16
+#define BF16 NORMJIT_DTYPE_BF16
+#define REG NJ_STORAGE_REG
+#define STREAM NJ_STORAGE_STREAM
+
+/* Knobs in the order nj_variant_describe prints them. */
+#define V(op, x, y, w, hidden, vec, tpr, rpc, cluster, occ, storage) \
+    {op, x, y, w, hidden, {vec, tpr, rpc, cluster, storage, occ}}
+
+static const nj_nvrtc *nvrtc;
+static const nj_templates *templates;
+static nj_target sm80, sm90;
+
+/* Compile `v` for `t`; fail the test unless it gives an image of the right kind naming the kernel. */
+static void compile_variant(const nj_target *t, const nj_variant *v)
+{
+    char name[NJ_KERNEL_NAME_MAX];
+    nj_buf src = {0}, image = {0};
+    int status;
+
+    assert_int_equal(nj_render(templates, v, &src, name), NORMJIT_OK);
+    status = nj_compile(nvrtc, t, src.data, name, &image);
+    if (status != NORMJIT_OK)
+        fail_msg("%s for %s: %s: %s", name, t->dir_name, normjit_status_name(status),
+                 normjit_last_error());
+    if (t->cubin) {
+        assert_true(image.len > 4);
+        if (memcmp(image.data, "\x7f" "ELF", 4))
+            fail_msg("%s for %s: not an ELF image", name, t->dir_name);
+    } else {
+        /* Text up to the end: NVRTC counts PTX's terminating NUL in its size. */
+        assert_true(strlen(image.data) + 1 >= image.len);
+        if (strncmp(image.data, "//", 2) && !strstr(image.data, ".version"))
+            fail_msg("%s for %s: not PTX: %.80s", name, t->dir_name, image.data);
+    }
+    /* The kernel's symbol is in the image under its unmangled (extern "C") name. */
+    if (!memmem(image.data, image.len, name, strlen(name)))
+        fail_msg("%s for %s: the image lacks the kernel's name", name, t->dir_name);
+    nj_buf_free(&src);
+    nj_buf_free(&image);
+}
+
+static void test_targets(void **state)
+{
+    nj_target t;
+    (void)state;
+    assert_int_equal(sm80.arch, 80);
+    assert_int_equal(sm80.cubin, 1);
+    assert_string_equal(sm80.dir_name, "sm_80");
+    assert_string_equal(sm80.options[0], "--gpu-architecture=sm_80");
+    assert_int_equal(sm90.cubin, 1);
+    assert_string_equal(sm90.dir_name, "sm_90");
+    assert_true(sm90.nvrtc_major >= 12);
+    assert_true(sm90.n_options >= 1 && sm90.n_options <= NJ_MAX_OPTIONS);
+
+    /* Newer than anything NVRTC knows: PTX for the newest architecture it knows. */
+    assert_int_equal(nj_target_init(&t, nvrtc, 200), NORMJIT_OK);
+    assert_int_equal(t.cubin, 0);
+    assert_int_equal(strncmp(t.dir_name, "compute_", 8), 0);
+    assert_true(t.arch >= 90 && t.arch < 200);
+    assert_non_null(strstr(t.options[0], "compute_"));
+
+    /* Older than anything it knows: no target. */
+    assert_int_equal(nj_target_init(&t, nvrtc, 30), NORMJIT_EUNSUPPORTED);
+    assert_non_null(strstr(normjit_last_error(), "sm_30"));
+}
+
+/* One line per family of knobs; `min_arch` 90 marks variants that are legal on sm_90 only. */
+static const struct {
+    nj_variant v;
+    int min_arch;
+} families[] = {
+    {V(RMS, F16, F16, F16, 4096, 8, 128, 1, 1, 0, REG), 80},
+    {V(RMS, BF16, BF16, F32, 4096, 8, 64, 2, 1, 8, REG), 80},
+    {V(RMS, F32, F32, F32, 1, 1, 1, 32, 1, 0, REG), 80},
+    {V(RMS, F16, F32, F16, 7, 1, 8, 16, 1, 0, REG), 80},
+    {V(RMS, F32, F16, F32, 127, 1, 32, 4, 1, 4, REG), 80},
+    {V(RMS, BF16, F16, BF16, 4098, 2, 64, 2, 1, 0, REG), 80},
+    {V(RMS, F16, BF16, F32, 1028, 4, 16, 8, 1, 6, REG), 80},
+    {V(RMS, F32, BF16, F32, 64, 4, 2, 64, 1, 0, REG), 80},
+    {V(RMS, BF16, BF16, BF16, 65536, 8, 1024, 1, 1, 0, STREAM), 80},
+    {V(RMS, F32, F32, F32, 100000, 4, 1024, 1, 1, 0, STREAM), 80},
+    {V(RMS, F16, F16, F16, 65536, 8, 512, 1, 2, 0, REG), 90},
+    {V(RMS, F32, F32, F32, 100000, 1, 800, 1, 4, 0, REG), 90},
+    {V(RMS, BF16, BF16, BF16, 100000, 8, 512, 1, 8, 0, REG), 90},
+    {V(LN, F16, F16, F16, 4096, 8, 128, 1, 1, 4, REG), 80},
+    {V(LN, F32, BF16, F32, 7, 1, 4, 32, 1, 0, REG), 80},
+    {V(LN, F32, F32, F32, 1, 1, 1, 128, 1, 0, REG), 80},
+    {V(LN, BF16, F32, BF16, 127, 1, 16, 8, 1, 2, REG), 80},
+    {V(LN, F16, F16, F32, 4098, 2, 96, 1, 1, 0, REG), 80},
+    {V(LN, BF16, BF16, BF16, 65536, 8, 1024, 1, 1, 0, STREAM), 80},
+    {V(LN, F16, F16, F32, 100000, 8, 512, 1, 1, 0, STREAM), 80},
+    {V(LN, F16, F16, F16, 65536, 8, 256, 1, 4, 0, REG), 90},
+};
+
+static void test_compile_families(void **state)
+{
+    size_t i;
+    (void)state;
+    for (i = 0; i < sizeof families / sizeof families[0]; i++) {
+        const nj_variant *v = &families[i].v;
+        char name[NJ_KERNEL_NAME_MAX];
+        nj_variant_name(v, name, sizeof name);
+        if (nj_variant_check(v, 90) != NORMJIT_OK)
+            fail_msg("%s is not legal on sm_90: %s", name, normjit_last_error());
+        if ((nj_variant_check(v, 80) == NORMJIT_OK) != (families[i].min_arch == 80))
+            fail_msg("%s: legality on sm_80 differs from the table", name);
+        compile_variant(&sm90, v);
+        if (families[i].min_arch == 80)
+            compile_variant(&sm80, v);
+    }
+}
+
+/* What a launch compiles for odd and common sizes: the heuristic's plans, for both architectures. */
+static void test_compile_heuristic_plans(void **state)
+{
+    static const int64_t hidden[] = {1, 7, 127, 4096, 65536, 100000};
+    static const int dtypes[][3] = {{F32, F32, F32}, {F16, F16, F16}, {BF16, BF16, F32}, {F16, F32, F16}};
+    size_t h, d;
+    int op;
+    (void)state;
+    for (op = RMS; op <= LN; op++)
+        for (h = 0; h < sizeof hidden / sizeof hidden[0]; h++)
+            for (d = 0; d < sizeof dtypes / sizeof dtypes[0]; d++) {
+                nj_request r = {op, dtypes[d][0], dtypes[d][1], dtypes[d][2], 16, NJ_BUCKET_PREFILL, hidden[h]};
+                nj_plan p80, p90;
+                r.vec = NJ_MAX_ACCESS_BYTES / nj_dtype_size(r.tx);
+                while (r.hidden % r.vec)
+                    r.vec /= 2;
+                nj_plan_heuristic(&r, 80, &p80);
+                nj_plan_heuristic(&r, 90, &p90);
+                compile_variant(&sm80, &p80.v);
+                compile_variant(&sm90, &p90.v);
+            }
+}
+
+static void test_ptx_fallback_compiles(void **state)
+{
+    const nj_variant v = V(RMS, F16, F16, F16, 4096, 8, 128, 1, 1, 0, REG);
+    nj_target t;
+    (void)state;
+    assert_int_equal(nj_target_init(&t, nvrtc, 200), NORMJIT_OK);
+    assert_int_equal(t.cubin, 0);
+    compile_variant(&t, &v);
+}
+
+static void test_compile_error_reports_log(void **state)
+{
+    nj_buf image = {0};
+    (void)state;
+    assert_int_equal(nj_compile(nvrtc, &sm90, "extern \"C\" __global__ void broken() { int x = ; }",
+                                "broken", &image),
+                     NORMJIT_ECOMPILE);
+    assert_non_null(strstr(normjit_last_error(), "broken"));
+    assert_non_null(strstr(normjit_last_error(), "error"));
+    assert_int_equal(image.len, 0);
+    nj_buf_free(&image);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Heuristic plans are always legal (no NVRTC needed).                       */
+
+static int failures;
+
+static void check_plan(const nj_request *r, int arch)
+{
+    nj_plan p;
+    nj_request other = *r;
+    nj_plan q;
+    nj_plan_heuristic(r, arch, &p);
+    if (p.v.op != r->op || p.v.tx != r->tx || p.v.ty != r->ty || p.v.tw != r->tw ||
+        p.v.hidden != r->hidden || p.v.k.vec != r->vec) {
+        if (failures++ < 10)
+            print_message("plan for hidden %lld vec %d does not answer the request\n",
+                          (long long)r->hidden, r->vec);
+        return;
+    }
+    if (nj_variant_check(&p.v, arch) != NORMJIT_OK) {
+        char name[NJ_KERNEL_NAME_MAX];
+        nj_variant_name(&p.v, name, sizeof name);
+        if (failures++ < 10)
+            print_message("heuristic plan %s is illegal on sm_%d: %s\n", name, arch,
+                          normjit_last_error());
+        return;
+    }
+    /* Batch invariance: another bucket keeps the reduction knobs. */
+    other.bucket = (r->bucket + 1) % NJ_BUCKETS;
+    nj_plan_heuristic(&other, arch, &q);
+    if (q.v.k.tpr != p.v.k.tpr || q.v.k.cluster != p.v.k.cluster ||
+        q.v.k.storage != p.v.k.storage) {
+        if (failures++ < 10)
+            print_message("hidden %lld: the reduction knobs depend on the bucket\n",
+                          (long long)r->hidden);
+    }
+}
+
+/* Every vector width the request may carry for this hidden size and input dtype. */
+static void check_all_vecs(int op, int tx, int ty, int tw, int64_t hidden)
+{
+    int vec, arch;
+    for (vec = 1; vec * nj_dtype_size(tx) <= NJ_MAX_ACCESS_BYTES; vec *= 2) {
+        nj_request r = {op, tx, ty, tw, vec, NJ_BUCKET_DECODE, hidden};
+        if (hidden % vec)
+            break;
+        for (arch = 80; arch <= 90; arch += 10)
+            check_plan(&r, arch);
+    }
+}
+
+static void test_heuristic_plans_legal(void **state)
+{
+    static const int64_t named[] = {2880, 5120, 7168, 14336, 100000, 1 << 20, 3 << 20, (1 << 24) - 1, 1 << 24};
+    static const int dtypes[] = {F32, F16, BF16};
+    int64_t h;
+    size_t i;
+    int op, x, y, w;
+    (void)state;
+    failures = 0;
+    /* Every size up to 70000 with same-dtype tensors... */
+    for (op = RMS; op <= LN; op++)
+        for (x = 0; x < 3; x++)
+            for (h = 1; h <= 70000; h++)
+                check_all_vecs(op, dtypes[x], dtypes[x], dtypes[x], h);
+    /* ...and the named sizes with every dtype combination. */
+    for (op = RMS; op <= LN; op++)
+        for (i = 0; i < sizeof named / sizeof named[0]; i++)
+            for (x = 0; x < 3; x++)
+                for (y = 0; y < 3; y++)
+                    for (w = 0; w < 2; w++)
+                        check_all_vecs(op, dtypes[x], dtypes[y], w ? F32 : dtypes[x], named[i]);
+    assert_int_equal(failures, 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest nvrtc_tests[] = {
+        cmocka_unit_test(test_targets),
+        cmocka_unit_test(test_compile_families),
+        cmocka_unit_test(test_compile_heuristic_plans),
+        cmocka_unit_test(test_ptx_fallback_compiles),
+        cmocka_unit_test(test_compile_error_reports_log),
+    };
+    const struct CMUnitTest plan_tests[] = {
+        cmocka_unit_test(test_heuristic_plans_legal),
+    };
+    int failed = cmocka_run_group_tests(plan_tests, NULL, NULL);
+
+    if (nj_nvrtc_load(&nvrtc) != NORMJIT_OK) {
+        /* The compile tests need libnvrtc; the plan tests above ran without it. */
+        printf("skipping the NVRTC tests: %s\n", normjit_last_error());
+        return failed ? failed : 77;
+    }
+    if (nj_templates_get(&templates) != NORMJIT_OK ||
+        nj_target_init(&sm80, nvrtc, 80) != NORMJIT_OK ||
+        nj_target_init(&sm90, nvrtc, 90) != NORMJIT_OK) {
+        printf("no templates, or NVRTC cannot target sm_80 and sm_90: %s\n", normjit_last_error());
+        return 1;
+    }
+    return failed + cmocka_run_group_tests(nvrtc_tests, NULL, NULL);
+}

@@ -1,0 +1,270 @@
+/*
+ * The normjit command-line tool, run as a child process (its path is the
+ * test's first argument): exit statuses, help, and a compile-only warm of
+ * the disk cache that a second run finds complete.
+ */
+#include "cache_scan.h"
+#include "ctx.h"
+
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+static const char *tool;
+static char tmp_dir[] = "/tmp/normjit-test-tool-XXXXXX";
+static char cache_dir[sizeof tmp_dir + 16];
+
+/* Run the tool with `args` (NULL-terminated, without argv[0]); stdout and stderr go to *out. */
+static int run_tool(const char *const *args, char **out)
+{
+    const char *argv[32];
+    int fds[2], status, n = 0;
+    size_t len = 0, cap = 4096;
+    char *buf = malloc(cap);
+    pid_t pid;
+
+    assert_non_null(buf);
+    argv[n++] = tool;
+    while (*args && n < 31)
+        argv[n++] = *args++;
+    argv[n] = NULL;
+    assert_int_equal(pipe(fds), 0);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        dup2(fds[1], STDOUT_FILENO);
+        dup2(fds[1], STDERR_FILENO);
+        close(fds[0]);
+        close(fds[1]);
+        execv(tool, (char *const *)argv);
+        _exit(127);
+    }
+    close(fds[1]);
+    for (;;) {
+        ssize_t got;
+        if (len + 1 == cap) {
+            buf = realloc(buf, cap *= 2);
+            assert_non_null(buf);
+        }
+        got = read(fds[0], buf + len, cap - len - 1);
+        if (got <= 0)
+            break;
+        len += (size_t)got;
+    }
+    buf[len] = '\0';
+    close(fds[0]);
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    *out = buf;
+    if (!WIFEXITED(status))
+        fail_msg("%s %s did not exit normally:\n%s", tool, argv[1] ? argv[1] : "", buf);
+    return WEXITSTATUS(status);
+}
+
+/* Run and check the exit status, printing the output when it is wrong. */
+static char *expect_exit(int status, const char *const *args)
+{
+    char *out;
+    int got = run_tool(args, &out);
+    if (got != status)
+        fail_msg("normjit %s ... exited %d, expected %d; output:\n%s", args[0] ? args[0] : "",
+                 got, status, out);
+    return out;
+}
+
+static void test_exit_statuses(void **state)
+{
+    static const struct {
+        int status;
+        const char *args[8];
+        const char *output; /* expected in the output */
+    } cases[] = {
+        {0, {"--help"}, "usage: normjit <command>"},
+        {0, {"--version"}, "normjit " NORMJIT_VERSION_STRING},
+        {2, {NULL}, "usage: normjit <command>"},
+        {2, {"nosuchcmd"}, "unknown command 'nosuchcmd'"},
+        {0, {"info", "--help"}, "usage: normjit info"},
+        {0, {"warm", "--help"}, "usage: normjit warm"},
+        {0, {"tune", "--help"}, "usage: normjit tune"},
+        {0, {"bench", "--help"}, "usage: normjit bench"},
+        {2, {"warm", "--bogus"}, "(see 'normjit warm --help')"},
+        {2, {"warm", "--arch", "sm_5"}, "--arch: 'sm_5' is not an architecture"},
+        {2, {"warm", "--arch", "sm_75"}, "sm_75 is older than sm_80"},
+        {2, {"warm", "--arch", "sm_90", "--op", "softmax"}, "unknown op 'softmax'"},
+        {2, {"warm", "--arch", "sm_90", "--dtype", "f64"}, "unknown dtype 'f64'"},
+        {2, {"warm", "--arch", "sm_90", "--hidden", "0"}, "--hidden: 0 is outside"},
+        {2, {"warm", "--arch", "sm_90", "-j", "0"}, "--jobs"},
+        {2, {"warm", "stray"}, "unexpected argument 'stray'"},
+        {2, {"info", "--bogus"}, "(see 'normjit info --help')"},
+        {2, {"bench", "--shape", "4096"}, "is not a shape"},
+        {2, {"tune", "--arch", "sm_90"}, "--arch goes with --compile-only"},
+    };
+    size_t i;
+    (void)state;
+    for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *out = expect_exit(cases[i].status, cases[i].args);
+        if (!strstr(out, cases[i].output))
+            fail_msg("normjit %s: output lacks \"%s\":\n%s",
+                     cases[i].args[0] ? cases[i].args[0] : "", cases[i].output, out);
+        free(out);
+    }
+}
+
+/* The "warm: N kernels ...: C compiled, D already cached" summary, parsed. */
+static void summary(const char *out, unsigned *kernels, unsigned *compiled, unsigned *cached)
+{
+    const char *line = strstr(out, "warm: ");
+    int arch = 0;
+    double seconds = 0;
+    if (!line || sscanf(line, "warm: %u kernels for sm_%d in %lf s: %u compiled, %u already cached",
+                        kernels, &arch, &seconds, compiled, cached) != 5)
+        fail_msg("no summary line in:\n%s", out);
+    assert_int_equal(arch, 90);
+}
+
+static int tally(const nj_cache_file *f, void *user)
+{
+    int *counts = user;
+    counts[f->is_temp]++;
+    return 0;
+}
+
+/*
+ * The kernels a warm of these combinations must produce: for each, the
+ * distinct plans a launch may use on a GPU of that architecture (one from
+ * the heuristic, plus those of any shipped tuning table for it), over the
+ * row-count buckets, for 16-byte aligned tensors.
+ */
+static unsigned expected_kernels(int arch, const int *ops, int n_ops, const int *dtypes,
+                                 int n_dtypes, const int64_t *hidden, int n_hidden)
+{
+    normjit_ctx_options o;
+    normjit_ctx *ctx = NULL;
+    unsigned total = 0;
+    int i, d, h, b, p, q;
+
+    memset(&o, 0, sizeof o);
+    o.struct_size = sizeof o;
+    o.flags = NORMJIT_CTX_NO_DISK_CACHE;
+    o.offline_arch = arch;
+    o.log_level = NORMJIT_LOG_WARN;
+    assert_int_equal(nj_ctx_create_with(&ctx, &o, NULL, NULL), NORMJIT_OK);
+    for (i = 0; i < n_ops; i++)
+        for (d = 0; d < n_dtypes; d++)
+            for (h = 0; h < n_hidden; h++) {
+                nj_variant seen[NJ_BUCKETS * 8];
+                int n_seen = 0;
+                for (b = 0; b < NJ_BUCKETS; b++) {
+                    nj_request r = {ops[i], dtypes[d], dtypes[d], dtypes[d], 16, b, hidden[h]};
+                    nj_plan plans[8];
+                    int n;
+                    r.vec = NJ_MAX_ACCESS_BYTES / nj_dtype_size(r.tx);
+                    while (r.hidden % r.vec)
+                        r.vec /= 2;
+                    n = nj_ctx_plans(ctx, &r, plans, 8);
+                    assert_true(n >= 1);
+                    for (p = 0; p < n; p++) {
+                        for (q = 0; q < n_seen && !nj_variant_equal(&seen[q], &plans[p].v); q++)
+                            ;
+                        if (q == n_seen)
+                            seen[n_seen++] = plans[p].v;
+                    }
+                }
+                total += (unsigned)n_seen;
+            }
+    normjit_ctx_destroy(ctx);
+    return total;
+}
+
+static void test_warm_then_warm_again(void **state)
+{
+    static const int ops[] = {NORMJIT_OP_RMSNORM, NORMJIT_OP_LAYERNORM};
+    static const int dtypes[] = {NORMJIT_DTYPE_F16, NORMJIT_DTYPE_BF16, NORMJIT_DTYPE_F32};
+    static const int64_t hidden[] = {1024, 2880, 4096, 8192};
+    const char *const warm[] = {"warm", "--arch", "sm_90", "--op", "rmsnorm,layernorm",
+                                "--dtype", "f16,bf16,f32", "--hidden", "1024,2880,4096,8192",
+                                "--cache-dir", cache_dir, "-j", "2", NULL};
+    const char *const info[] = {"info", "--cache-dir", cache_dir, NULL};
+    const unsigned expect = expected_kernels(90, ops, 2, dtypes, 3, hidden, 4);
+    unsigned kernels, compiled, cached;
+    int counts[2] = {0, 0};
+    char *out, entries[32];
+    (void)state;
+
+    /* 24 combinations: at least one kernel each, exactly one without a shipped sm_90 table. */
+    assert_true(expect >= 24);
+    print_message("expecting %u kernels for the 24 combinations\n", expect);
+
+    out = expect_exit(0, warm);
+    summary(out, &kernels, &compiled, &cached);
+    assert_int_equal(kernels, expect);
+    assert_int_equal(compiled, expect);
+    assert_int_equal(cached, 0);
+    assert_null(strstr(out, "FAILED"));
+    free(out);
+
+    assert_int_equal(nj_cache_scan(cache_dir, tally, counts), 0);
+    assert_int_equal(counts[0], expect);
+    assert_int_equal(counts[1], 0); /* no temporary files left */
+
+    out = expect_exit(0, warm);
+    summary(out, &kernels, &compiled, &cached);
+    assert_int_equal(kernels, expect);
+    assert_int_equal(compiled, 0);
+    assert_int_equal(cached, expect);
+    free(out);
+
+    out = expect_exit(0, info);
+    snprintf(entries, sizeof entries, ": %u entries,", expect);
+    if (!strstr(out, entries))
+        fail_msg("info does not count %u entries:\n%s", expect, out);
+    assert_non_null(strstr(out, cache_dir));
+    free(out);
+}
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st, (void)flag, (void)ftw;
+    return remove(path);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    if (!mkdtemp(tmp_dir))
+        return -1;
+    snprintf(cache_dir, sizeof cache_dir, "%s/cache", tmp_dir);
+    /* Children inherit these: nothing may reach the user's own cache or tuning tables. */
+    setenv("NORMJIT_CACHE_DIR", cache_dir, 1);
+    setenv("NORMJIT_TUNING_DIR", tmp_dir, 1);
+    unsetenv("NORMJIT_TUNING_FILE");
+    unsetenv("NORMJIT_LOG");
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    return nftw(tmp_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+int main(int argc, char **argv)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_exit_statuses),
+        cmocka_unit_test(test_warm_then_warm_again),
+    };
+    if (argc != 2) {
+        fprintf(stderr, "usage: %s PATH-TO-normjit\n", argv[0]);
+        return 2;
+    }
+    tool = argv[1];
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
