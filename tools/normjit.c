@@ -15,7 +15,9 @@ static const struct {
     {"info", nj_cmd_info, "library, NVRTC, driver and GPU versions; the cache directory"},
     {"warm", nj_cmd_warm, "compile kernels into the disk cache (no GPU needed with --arch)"},
     {"tune", nj_cmd_tune, "measure the best kernel knobs on this GPU into its tuning table"},
+    {"demo", nj_cmd_demo, "normalize the seed's Small shape and time it (without a GPU: warm)"},
     {"bench", nj_cmd_bench, "time the seed benchmark's shapes against the copy bandwidth"},
+    {"cache", nj_cmd_cache, "list, verify, prune or clear the kernel cache"},
 };
 
 static void usage(FILE *out)

@@ -12,6 +12,8 @@ int nj_cmd_info(int argc, char **argv);
 int nj_cmd_warm(int argc, char **argv);
 int nj_cmd_bench(int argc, char **argv);
 int nj_cmd_tune(int argc, char **argv);
+int nj_cmd_demo(int argc, char **argv);
+int nj_cmd_cache(int argc, char **argv);
 
 /* Print "normjit <cmd>: <message>" to stderr and return NJ_EXIT_USAGE. */
 int nj_usage_error(const char *cmd, const char *fmt, ...);

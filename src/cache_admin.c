@@ -1,0 +1,714 @@
+#include "cache_admin.h"
+
+#include "cache_entry.h"
+#include "cache_key.h"
+#include "cache_scan.h"
+#include "disk_cache.h"
+#include "hash.h"
+#include "variant.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* ---- the key text ---- */
+
+static int is_name_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
+}
+
+/* A run of 1..max decimal digits, whole: 1 and *out, else 0. */
+static int parse_digits(const char *s, size_t len, size_t max, long long *out)
+{
+    long long v = 0;
+    size_t i;
+    if (len == 0 || len > max)
+        return 0;
+    for (i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return 0;
+        v = v * 10 + (s[i] - '0');
+    }
+    *out = v;
+    return 1;
+}
+
+/* Copy a name of [a-z0-9_] characters into out (NUL-terminated): 1, else 0 (empty, too long, odd). */
+static int copy_name(const char *s, size_t len, char *out, size_t size)
+{
+    size_t i;
+    if (len == 0 || len >= size)
+        return 0;
+    for (i = 0; i < len; i++)
+        if (!is_name_char(s[i]))
+            return 0;
+    memcpy(out, s, len);
+    out[len] = '\0';
+    return 1;
+}
+
+static int starts_with(const char *s, size_t len, const char *prefix, size_t *plen)
+{
+    size_t n = strlen(prefix);
+    *plen = n;
+    return len >= n && !memcmp(s, prefix, n);
+}
+
+/* The "variant:" line's fields ("op=rmsnorm x=f16 ... storage=reg"), within [s, s+len). */
+static void parse_variant(const char *s, size_t len, nj_key_info *info)
+{
+    enum { F_OP, F_X, F_Y, F_W, F_HIDDEN, F_VEC, F_TPR, F_RPC, F_CLUSTER, F_OCC, F_STORAGE, F_N };
+    static const char *const names[F_N] = {"op",  "x",   "y",       "w",   "hidden", "vec",
+                                           "tpr", "rpc", "cluster", "occ", "storage"};
+    long long num[F_N] = {0};
+    char op[12] = "", dt[3][8] = {"", "", ""}, storage[8] = "";
+    unsigned seen = 0, required = 1u << F_OP | 1u << F_X | 1u << F_Y | 1u << F_W | 1u << F_HIDDEN;
+    const char *end = s + len;
+    int f;
+
+    while (s < end) {
+        const char *tok = s, *eq;
+        size_t tlen, nlen, vlen;
+        while (s < end && *s != ' ')
+            s++;
+        tlen = (size_t)(s - tok);
+        while (s < end && *s == ' ')
+            s++;
+        eq = memchr(tok, '=', tlen);
+        if (!eq)
+            continue;
+        nlen = (size_t)(eq - tok);
+        vlen = tlen - nlen - 1;
+        for (f = 0; f < F_N; f++)
+            if (strlen(names[f]) == nlen && !memcmp(tok, names[f], nlen))
+                break;
+        if (f == F_N)
+            continue; /* a field this version does not know */
+        if (seen & 1u << f)
+            return; /* twice: not a key this library wrote */
+        seen |= 1u << f;
+        switch (f) {
+        case F_OP:
+            if (!copy_name(eq + 1, vlen, op, sizeof op) || !nj_op_parse(op))
+                return;
+            break;
+        case F_X:
+        case F_Y:
+        case F_W:
+            if (!copy_name(eq + 1, vlen, dt[f - F_X], sizeof dt[0]) ||
+                !nj_dtype_parse(dt[f - F_X]))
+                return;
+            break;
+        case F_STORAGE:
+            if (!copy_name(eq + 1, vlen, storage, sizeof storage))
+                return;
+            break;
+        case F_HIDDEN:
+            if (!parse_digits(eq + 1, vlen, 9, &num[f]) || num[f] < 1 || num[f] > NJ_MAX_HIDDEN)
+                return;
+            break;
+        default:
+            if (!parse_digits(eq + 1, vlen, 5, &num[f]))
+                return;
+            break;
+        }
+    }
+    if ((seen & required) != required)
+        return;
+    info->has_variant = 1;
+    snprintf(info->op, sizeof info->op, "%s", op);
+    snprintf(info->x, sizeof info->x, "%s", dt[0]);
+    snprintf(info->y, sizeof info->y, "%s", dt[1]);
+    snprintf(info->w, sizeof info->w, "%s", dt[2]);
+    info->hidden = num[F_HIDDEN];
+    if ((seen & 0x7e0u) == 0x7e0u) /* vec through storage */
+        snprintf(info->knobs, sizeof info->knobs, "v%lld t%lld r%lld c%lld o%lld %s", num[F_VEC],
+                 num[F_TPR], num[F_RPC], num[F_CLUSTER], num[F_OCC], storage);
+}
+
+int nj_key_info_parse(const char *key, size_t len, nj_key_info *info)
+{
+    const char *p = key, *end = key + len;
+    int have_variant = 0, have_target = 0, have_schema = 0;
+
+    memset(info, 0, sizeof *info);
+    strcpy(info->op, "?");
+    strcpy(info->x, "?");
+    strcpy(info->y, "?");
+    strcpy(info->w, "?");
+    strcpy(info->knobs, "?");
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        size_t line_len = nl ? (size_t)(nl - p) : (size_t)(end - p), plen;
+        long long schema;
+        if (!have_schema && starts_with(p, line_len, "schema: ", &plen)) {
+            have_schema = 1;
+            if (parse_digits(p + plen, line_len - plen, 6, &schema))
+                info->schema = (int)schema;
+        } else if (!have_target && starts_with(p, line_len, "target: ", &plen)) {
+            have_target = 1;
+            if (!copy_name(p + plen, line_len - plen, info->target, sizeof info->target))
+                info->target[0] = '\0';
+        } else if (!have_variant && starts_with(p, line_len, "variant: ", &plen)) {
+            have_variant = 1;
+            parse_variant(p + plen, line_len - plen, info);
+        }
+        p += line_len + (nl != NULL);
+    }
+    return info->has_variant;
+}
+
+/* ---- one file ---- */
+
+static uint64_t get_le(const unsigned char *p, int bytes)
+{
+    uint64_t v = 0;
+    int i;
+    for (i = bytes - 1; i >= 0; i--)
+        v = v << 8 | p[i];
+    return v;
+}
+
+/* Read exactly len bytes at offset; 1 on success. */
+static int read_at(int fd, void *buf, size_t len, off_t off)
+{
+    char *p = buf;
+    while (len > 0) {
+        ssize_t n = pread(fd, p, len, off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return 0;
+        p += n;
+        len -= (size_t)n;
+        off += n;
+    }
+    return 1;
+}
+
+static int set_problem(nj_admin_file *f, const char *problem, const char *fmt, ...)
+    NJ_PRINTF(3, 4);
+
+static int set_problem(nj_admin_file *f, const char *problem, const char *fmt, ...)
+{
+    f->state = NJ_ADMIN_CORRUPT;
+    f->problem = problem;
+    f->detail[0] = '\0';
+    if (fmt) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(f->detail, sizeof f->detail, fmt, ap);
+        va_end(ap);
+    }
+    return f->state;
+}
+
+/*
+ * Open an entry for reading without following a link or blocking on a FIFO,
+ * and check that it is a regular file this user may trust. Returns the fd,
+ * or -1 with the problem recorded in f.
+ */
+static int open_entry(nj_admin_file *f)
+{
+    struct stat st;
+    int fd = open(f->path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
+        set_problem(f, "cannot be opened", "%s", strerror(errno));
+        return -1;
+    }
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        set_problem(f, "not a regular file", NULL);
+        return -1;
+    }
+    f->st = st; /* the file actually checked: nj_admin_remove compares against it */
+    if (!nj_disk_trusted(&st)) {
+        close(fd);
+        set_problem(f, "untrusted",
+                    st.st_uid != geteuid() ? "owned by another user"
+                                           : "writable by group or others");
+        return -1;
+    }
+    return fd;
+}
+
+/* Header, lengths and key checksum, reading only the header and the key. */
+static void summarize(nj_admin_file *f)
+{
+    unsigned char h[NJ_ENTRY_HEADER_SIZE];
+    uint64_t key_len, payload_len, size;
+    char *key;
+    int fd = open_entry(f), result = NJ_ENTRY_OK;
+
+    if (fd < 0)
+        return;
+    size = (uint64_t)f->st.st_size;
+    if (size < NJ_ENTRY_HEADER_SIZE || !read_at(fd, h, sizeof h, 0)) {
+        close(fd);
+        set_problem(f, nj_entry_problem(NJ_ENTRY_TRUNCATED), NULL);
+        return;
+    }
+    key_len = get_le(h + 12, 4);
+    payload_len = get_le(h + 16, 8);
+    if (memcmp(h, "NJCACHE", 8))
+        result = NJ_ENTRY_BAD_MAGIC;
+    else if (get_le(h + 8, 4) != NJ_CACHE_SCHEMA)
+        result = NJ_ENTRY_BAD_SCHEMA;
+    else if (key_len > NJ_ENTRY_MAX_KEY || payload_len > NJ_ENTRY_MAX_PAYLOAD)
+        result = NJ_ENTRY_BAD_LENGTH;
+    else if (size < NJ_ENTRY_HEADER_SIZE + key_len + payload_len)
+        result = NJ_ENTRY_TRUNCATED;
+    else if (size > NJ_ENTRY_HEADER_SIZE + key_len + payload_len)
+        result = NJ_ENTRY_BAD_LENGTH;
+    if (result != NJ_ENTRY_OK) {
+        close(fd);
+        set_problem(f, nj_entry_problem(result), NULL);
+        return;
+    }
+    key = malloc(key_len + 1);
+    if (!key) {
+        close(fd);
+        set_problem(f, "cannot be read", "out of memory");
+        return;
+    }
+    if (!read_at(fd, key, key_len, NJ_ENTRY_HEADER_SIZE)) {
+        set_problem(f, nj_entry_problem(NJ_ENTRY_TRUNCATED), NULL);
+    } else if (nj_checksum64(key, key_len) != get_le(h + 24, 8)) {
+        set_problem(f, nj_entry_problem(NJ_ENTRY_BAD_KEY_SUM), NULL);
+    } else {
+        f->state = NJ_ADMIN_OK;
+        nj_key_info_parse(key, key_len, &f->key);
+    }
+    free(key);
+    close(fd);
+}
+
+int nj_admin_verify(nj_admin_file *f)
+{
+    nj_buf file = {0};
+    nj_entry_view view;
+    char digest[33];
+    int fd, result;
+    uint64_t size;
+
+    f->problem = NULL;
+    f->detail[0] = '\0';
+    if (f->state == NJ_ADMIN_TEMP)
+        return f->state;
+    if (f->schema != NJ_CACHE_SCHEMA) {
+        f->state = NJ_ADMIN_STALE;
+        return f->state;
+    }
+    if ((fd = open_entry(f)) < 0)
+        return f->state;
+    size = (uint64_t)f->st.st_size;
+    if (size > NJ_ENTRY_HEADER_SIZE + (uint64_t)NJ_ENTRY_MAX_KEY + NJ_ENTRY_MAX_PAYLOAD) {
+        close(fd);
+        return set_problem(f, nj_entry_problem(NJ_ENTRY_BAD_LENGTH), "%llu bytes",
+                           (unsigned long long)size);
+    }
+    if (!nj_buf_reserve(&file, (size_t)size) || !read_at(fd, file.data, (size_t)size, 0)) {
+        int oom = file.oom;
+        close(fd);
+        nj_buf_free(&file);
+        return set_problem(f, "cannot be read", "%s", oom ? "out of memory" : strerror(errno));
+    }
+    close(fd);
+    file.len = (size_t)size;
+    result = nj_entry_parse(file.data, file.len, NULL, 0, &view);
+    if (result != NJ_ENTRY_OK) {
+        nj_buf_free(&file);
+        return set_problem(f, nj_entry_problem(result), NULL);
+    }
+    nj_key_info_parse(view.key, view.key_len, &f->key);
+    nj_digest_hex(view.key, view.key_len, digest);
+    nj_buf_free(&file);
+
+    f->state = NJ_ADMIN_OK;
+    if (!f->digest[0])
+        return set_problem(f, "file name is not <digest>.njc", NULL);
+    if (strcmp(digest, f->digest))
+        return set_problem(f, "file name does not match the key's digest", "key digest %s",
+                           digest);
+    if (strncmp(f->bucket, digest, 2) || f->bucket[2])
+        return set_problem(f, "in the wrong folder", "folder '%s', digest starts with %.2s",
+                           f->bucket, digest);
+    if (f->key.schema != NJ_CACHE_SCHEMA)
+        return set_problem(f, "key names another schema", "schema %d in a v%d folder",
+                           f->key.schema, f->schema);
+    if (!f->key.target[0])
+        return set_problem(f, "key names no target", NULL);
+    if (strcmp(f->key.target, f->target))
+        return set_problem(f, "in the wrong target folder", "key is for %s, folder is %s",
+                           f->key.target, f->target);
+    return f->state;
+}
+
+int nj_admin_remove(nj_admin_file *f)
+{
+    struct stat st;
+    if (f->removed)
+        return 0;
+    if (lstat(f->path, &st) != 0) {
+        if (errno != ENOENT)
+            return -1;
+        f->removed = 1;
+        return 0;
+    }
+    if (st.st_dev != f->st.st_dev || st.st_ino != f->st.st_ino) {
+        errno = EBUSY; /* replaced since it was looked at: not the file we judged */
+        return -1;
+    }
+    if (unlink(f->path) != 0 && errno != ENOENT)
+        return -1;
+    f->removed = 1;
+    return 0;
+}
+
+/* ---- the directory ---- */
+
+int nj_admin_check_root(const char *root, int *exists, char *why, size_t why_size)
+{
+    struct stat st;
+    *exists = 0;
+    if (stat(root, &st) != 0) {
+        if (errno == ENOENT)
+            return 0;
+        snprintf(why, why_size, "cannot use %s: %s", root, strerror(errno));
+        return -1;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        snprintf(why, why_size, "%s is not a directory", root);
+        return -1;
+    }
+    *exists = 1;
+    if (!nj_disk_trusted(&st)) {
+        snprintf(why, why_size,
+                 "%s is %s; the library does not use it and this command does not touch it "
+                 "(make it yours with mode 0700)",
+                 root,
+                 st.st_uid != geteuid() ? "owned by another user" : "writable by group or others");
+        return -1;
+    }
+    return 0;
+}
+
+/* The n-th path component from the end ("a/b/c", 1 -> "b") into out; "" when too long. */
+static void component(const char *path, int from_end, char *out, size_t size)
+{
+    const char *end = path + strlen(path), *start;
+    int i;
+    for (i = 0; i <= from_end; i++) {
+        start = end;
+        while (start > path && start[-1] != '/')
+            start--;
+        if (i < from_end) {
+            end = start > path ? start - 1 : start;
+        } else {
+            size_t len = (size_t)(end - start);
+            if (len >= size)
+                len = 0;
+            memcpy(out, start, len);
+            out[len] = '\0';
+        }
+    }
+}
+
+static int is_hex_digest(const char *s, size_t len)
+{
+    size_t i;
+    if (len != 32)
+        return 0;
+    for (i = 0; i < len; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+            return 0;
+    return 1;
+}
+
+struct collect {
+    nj_admin_listing *l;
+    int headers;
+};
+
+static int collect_one(const nj_cache_file *cf, void *user)
+{
+    struct collect *c = user;
+    nj_admin_listing *l = c->l;
+    nj_admin_file *f;
+    const char *name = strrchr(cf->path, '/');
+    size_t name_len;
+
+    name = name ? name + 1 : cf->path;
+    name_len = strlen(name);
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 64;
+        nj_admin_file *files = realloc(l->files, cap * sizeof *files);
+        if (!files) {
+            errno = ENOMEM;
+            return -1;
+        }
+        l->files = files;
+        l->cap = cap;
+    }
+    f = &l->files[l->n];
+    memset(f, 0, sizeof *f);
+    if (!(f->path = strdup(cf->path))) {
+        errno = ENOMEM;
+        return -1;
+    }
+    l->n++;
+    f->st = cf->st;
+    f->schema = cf->schema;
+    if (strlen(cf->target) < sizeof f->target)
+        strcpy(f->target, cf->target);
+    component(cf->path, 1, f->bucket, sizeof f->bucket);
+    if (cf->is_temp) {
+        f->state = NJ_ADMIN_TEMP;
+        if (name_len > 32 && is_hex_digest(name, 32) && !strncmp(name + 32, ".njc.tmp.", 9))
+            memcpy(f->digest, name, 32);
+        return 0;
+    }
+    if (name_len == 36 && is_hex_digest(name, 32))
+        memcpy(f->digest, name, 32);
+    nj_key_info_parse("", 0, &f->key);
+    if (f->schema != NJ_CACHE_SCHEMA)
+        f->state = NJ_ADMIN_STALE;
+    else if (c->headers)
+        summarize(f);
+    return 0;
+}
+
+void nj_admin_listing_free(nj_admin_listing *l)
+{
+    size_t i;
+    for (i = 0; i < l->n; i++)
+        free(l->files[i].path);
+    free(l->files);
+    l->files = NULL;
+    l->n = l->cap = 0;
+}
+
+int nj_admin_collect(const char *root, int headers, nj_admin_listing *out)
+{
+    struct collect c = {out, headers};
+    int rc, saved;
+    memset(out, 0, sizeof *out);
+    rc = nj_cache_scan(root, collect_one, &c);
+    if (rc != 0) {
+        saved = errno;
+        nj_admin_listing_free(out);
+        errno = saved;
+        return -1;
+    }
+    return 0;
+}
+
+/* Sort group: listed entries first, then corrupt, stale and temporary files. */
+static int group(const nj_admin_file *f)
+{
+    switch (f->state) {
+    case NJ_ADMIN_OK:
+        return f->key.has_variant ? 0 : 1;
+    case NJ_ADMIN_CORRUPT:
+        return 2;
+    case NJ_ADMIN_STALE:
+        return 3;
+    default:
+        return 4;
+    }
+}
+
+static int by_listing(const void *pa, const void *pb)
+{
+    const nj_admin_file *a = pa, *b = pb;
+    int ga = group(a), gb = group(b), c;
+    if (ga != gb)
+        return ga < gb ? -1 : 1;
+    if (ga == 0) {
+        if ((c = strcmp(a->key.op, b->key.op)) || (c = strcmp(a->key.x, b->key.x)) ||
+            (c = strcmp(a->key.y, b->key.y)) || (c = strcmp(a->key.w, b->key.w)))
+            return c;
+        if (a->key.hidden != b->key.hidden)
+            return a->key.hidden < b->key.hidden ? -1 : 1;
+        if ((c = strcmp(a->target, b->target)) || (c = strcmp(a->key.knobs, b->key.knobs)))
+            return c;
+    }
+    return strcmp(a->path, b->path);
+}
+
+void nj_admin_sort(nj_admin_listing *l)
+{
+    if (l->n > 1)
+        qsort(l->files, l->n, sizeof *l->files, by_listing);
+}
+
+size_t nj_admin_sweep(nj_admin_listing *l, time_t now, long max_age)
+{
+    size_t i, removed = 0;
+    for (i = 0; i < l->n; i++) {
+        nj_admin_file *f = &l->files[i];
+        if (f->state != NJ_ADMIN_TEMP || f->removed)
+            continue;
+        if ((long long)now - (long long)f->st.st_mtim.tv_sec > max_age &&
+            nj_admin_remove(f) == 0)
+            removed++;
+    }
+    return removed;
+}
+
+struct use {
+    struct timespec mtime;
+    const char *path;
+    size_t index;
+};
+
+static int by_use(const void *pa, const void *pb)
+{
+    const struct use *a = pa, *b = pb;
+    if (a->mtime.tv_sec != b->mtime.tv_sec)
+        return a->mtime.tv_sec < b->mtime.tv_sec ? -1 : 1;
+    if (a->mtime.tv_nsec != b->mtime.tv_nsec)
+        return a->mtime.tv_nsec < b->mtime.tv_nsec ? -1 : 1;
+    return strcmp(a->path, b->path);
+}
+
+size_t nj_admin_prune_plan(const nj_admin_listing *l, uint64_t max_bytes, size_t *order)
+{
+    struct use *use = malloc((l->n ? l->n : 1) * sizeof *use);
+    size_t i, n = 0, k;
+    uint64_t total = 0;
+    if (!use)
+        return 0;
+    for (i = 0; i < l->n; i++) {
+        const nj_admin_file *f = &l->files[i];
+        if (f->state == NJ_ADMIN_TEMP || f->removed)
+            continue;
+        use[n].mtime = f->st.st_mtim;
+        use[n].path = f->path;
+        use[n].index = i;
+        n++;
+        total += (uint64_t)f->st.st_size;
+    }
+    qsort(use, n, sizeof *use, by_use);
+    for (k = 0; k < n && total > max_bytes; k++) {
+        order[k] = use[k].index;
+        total -= (uint64_t)l->files[use[k].index].st.st_size;
+    }
+    free(use);
+    return k;
+}
+
+size_t nj_admin_entry_bytes(const nj_admin_listing *l, uint64_t *bytes)
+{
+    size_t i, n = 0;
+    *bytes = 0;
+    for (i = 0; i < l->n; i++) {
+        const nj_admin_file *f = &l->files[i];
+        if (f->state == NJ_ADMIN_TEMP || f->removed)
+            continue;
+        n++;
+        *bytes += (uint64_t)f->st.st_size;
+    }
+    return n;
+}
+
+/*
+ * Remove the folders under `dir` that is_ours accepts and that are empty once
+ * their own subfolders are gone (real folders only, no links followed).
+ * Returns how many were removed.
+ */
+static size_t each_folder(const char *dir, int depth, int (*is_ours)(const char *name, int depth))
+{
+    DIR *d = opendir(dir);
+    struct dirent *de;
+    size_t removed = 0;
+    if (!d)
+        return 0;
+    while ((de = readdir(d)) != NULL) {
+        char path[PATH_MAX];
+        struct stat st;
+        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+            continue;
+        if (!is_ours(de->d_name, depth))
+            continue;
+        if (snprintf(path, sizeof path, "%s/%s", dir, de->d_name) >= (int)sizeof path)
+            continue;
+        if (lstat(path, &st) != 0 || !S_ISDIR(st.st_mode))
+            continue;
+        if (depth < 2)
+            removed += each_folder(path, depth + 1, is_ours);
+        if (rmdir(path) == 0) /* only ever succeeds on an empty folder */
+            removed++;
+    }
+    closedir(d);
+    return removed;
+}
+
+/* Folders of the cache's layout: v<N>, then any target, then any bucket. */
+static int cache_folder(const char *name, int depth)
+{
+    const char *p;
+    if (depth > 0)
+        return 1;
+    if (name[0] != 'v' || !name[1])
+        return 0;
+    for (p = name + 1; *p; p++)
+        if (*p < '0' || *p > '9')
+            return 0;
+    return 1;
+}
+
+void nj_admin_clear(const char *root, nj_admin_listing *l, size_t *entries, size_t *temps,
+                    size_t *folders)
+{
+    size_t i;
+    *entries = *temps = 0;
+    for (i = 0; i < l->n; i++) {
+        nj_admin_file *f = &l->files[i];
+        if (f->removed || nj_admin_remove(f) != 0)
+            continue;
+        if (f->state == NJ_ADMIN_TEMP)
+            (*temps)++;
+        else
+            (*entries)++;
+    }
+    *folders = each_folder(root, 0, cache_folder);
+}
+
+void nj_admin_human_size(uint64_t bytes, char *out, size_t size)
+{
+    static const char *const units[] = {"KiB", "MiB", "GiB", "TiB"};
+    double v = (double)bytes;
+    int u = -1;
+    if (bytes < 1024) {
+        snprintf(out, size, "%llu B", (unsigned long long)bytes);
+        return;
+    }
+    while (v >= 1024 && u < 3) {
+        v /= 1024;
+        u++;
+    }
+    snprintf(out, size, "%.1f %s", v, units[u]);
+}
+
+void nj_admin_human_age(time_t mtime, time_t now, char *out, size_t size)
+{
+    long long age = (long long)now - (long long)mtime;
+    if (age < 0)
+        age = 0;
+    if (age < 60)
+        snprintf(out, size, "%llds", age);
+    else if (age < 3600)
+        snprintf(out, size, "%lldm", age / 60);
+    else if (age < 86400)
+        snprintf(out, size, "%lldh", age / 3600);
+    else
+        snprintf(out, size, "%lldd", age / 86400);
+}
