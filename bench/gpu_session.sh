@@ -54,6 +54,17 @@ for step in "$@"; do
       echo "--- templates: $which"
       build-gpu/tools/normjit bench --dtype bf16 --iters 100 $shapes 2>&1 | grep -E "^\| (custom|config)"
     done > "$out/ab.md"; unset NORMJIT_KERNEL_DIR; cat "$out/ab.md" ;;
+  sanitize)
+    # The GPU suite's quick mode under compute-sanitizer (memcheck, then racecheck).
+    for tool in memcheck racecheck; do
+      NORMJIT_TEST_QUICK=1 compute-sanitizer --tool $tool --error-exitcode 9 \
+        build-gpu/tests/test_gpu_ops > "$out/sanitizer-$tool.log" 2>&1
+      echo "compute-sanitizer $tool exit $?"
+      grep -E "ERROR SUMMARY|RACECHECK SUMMARY|PASSED|FAILED|cases checked" "$out/sanitizer-$tool.log"
+    done ;;
+  load)
+    build-gpu/tests/test_gpu_load > "$out/load.log" 2>&1; echo "load exit $?"; grep -E "^#|PASSED|FAILED" "$out/load.log"
+    build-gpu/tools/normjit bench --overhead | tee "$out/overhead.md" ;;
   compare)
     PYTHONUNBUFFERED=1 python3 bench/compare.py --out "$out" > "$out/compare.md" 2>&1
     echo "compare exit $?"; cat "$out/compare.md" ;;

@@ -1,4 +1,5 @@
 /* normjit bench: the seed benchmark's shapes, checked, then timed against the copy bandwidth. */
+#include "ctx.h"
 #include "gpubench.h"
 #include "hostref.h"
 #include "parse.h"
@@ -28,7 +29,9 @@ static const char help[] =
     "  --op LIST         rmsnorm,layernorm (default: both)\n"
     "  --dtype LIST      f16,bf16,f32 (default: f16,bf16)\n"
     "  --iters N         timed launches per case (default: 100)\n"
-    "  --csv FILE        also write the results as CSV\n";
+    "  --csv FILE        also write the results as CSV\n"
+    "  --overhead        instead: host time of a cached call against a bare\n"
+    "                    cuLaunchKernel of the same kernel (1 row of 4096, f16)\n";
 
 static const struct {
     const char *name;
@@ -44,17 +47,84 @@ typedef struct shape {
     int64_t rows, hidden;
 } shape;
 
+/* Host wall time per call of `calls` launches, batch by batch, median over batches. */
+#define OVERHEAD_BATCH 1000
+#define OVERHEAD_BATCHES 200
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/*
+ * --overhead: what a cached normjit call costs the host beyond launching the
+ * kernel. Both loops launch the same function with the same arguments on the
+ * same stream, in alternating batches (so drift hits both alike); only the
+ * enqueue loop is timed, the GPU catches up between batches.
+ */
+static int overhead(nj_bench_gpu *g, normjit_ctx *ctx)
+{
+    nj_bench_op op = {NORMJIT_OP_RMSNORM, NORMJIT_DTYPE_F16, NORMJIT_DTYPE_F16,
+                      NORMJIT_DTYPE_F16, 1, 4096, 0};
+    nj_bench_buffers b;
+    normjit_norm_args a;
+    nj_request r;
+    const nj_launch *e;
+    double bare[OVERHEAD_BATCHES], api[OVERHEAD_BATCHES];
+    int i, k, status;
+
+    if ((status = nj_bench_alloc(g, &op, 1, &b)) != NORMJIT_OK)
+        return nj_report_failure("bench --overhead", status);
+    nj_bench_args(&op, &b, 0, &a);
+    if ((status = normjit_rmsnorm_fwd(ctx, &a, g->stream)) != NORMJIT_OK)
+        return nj_report_failure("bench --overhead", status);
+    r.op = op.op;
+    r.tx = r.ty = r.tw = op.tx;
+    r.vec = 8;
+    r.bucket = nj_bucket_of_rows(op.rows);
+    r.hidden = op.hidden;
+    if (!(e = nj_kernels_find(&ctx->kernels, nj_request_key(&r)))) {
+        fprintf(stderr, "normjit bench: the cached kernel was not found\n");
+        return NJ_EXIT_FAIL;
+    }
+    for (k = 0; k < OVERHEAD_BATCHES; k++) {
+        double t0 = nj_now();
+        for (i = 0; i < OVERHEAD_BATCH; i++)
+            if (nj_launch_run(g->drv, e, &a, g->stream) != CUDA_SUCCESS)
+                return nj_report_failure("bench --overhead", NORMJIT_EDRIVER);
+        bare[k] = (nj_now() - t0) / OVERHEAD_BATCH * 1e6;
+        g->drv->stream_synchronize(g->stream);
+        t0 = nj_now();
+        for (i = 0; i < OVERHEAD_BATCH; i++)
+            if ((status = normjit_rmsnorm_fwd(ctx, &a, g->stream)) != NORMJIT_OK)
+                return nj_report_failure("bench --overhead", status);
+        api[k] = (nj_now() - t0) / OVERHEAD_BATCH * 1e6;
+        g->drv->stream_synchronize(g->stream);
+    }
+    nj_bench_free(g, &b);
+    qsort(bare, OVERHEAD_BATCHES, sizeof *bare, cmp_double);
+    qsort(api, OVERHEAD_BATCHES, sizeof *api, cmp_double);
+    printf("host time per call, median of %d batches of %d (rmsnorm f16, 1 x 4096) on %s:\n"
+           "  bare cuLaunchKernel:   %.3f us\n  normjit_rmsnorm_fwd:   %.3f us\n"
+           "  normjit overhead:      %.3f us\n",
+           OVERHEAD_BATCHES, OVERHEAD_BATCH, g->name, bare[OVERHEAD_BATCHES / 2],
+           api[OVERHEAD_BATCHES / 2], api[OVERHEAD_BATCHES / 2] - bare[OVERHEAD_BATCHES / 2]);
+    return NJ_EXIT_OK;
+}
+
 int nj_cmd_bench(int argc, char **argv)
 {
     static const struct option opts[] = {
         {"shape", required_argument, NULL, 's'}, {"op", required_argument, NULL, 'o'},
         {"dtype", required_argument, NULL, 'd'}, {"iters", required_argument, NULL, 'i'},
         {"csv", required_argument, NULL, 'c'},   {"help", no_argument, NULL, 'h'},
+        {"overhead", no_argument, NULL, 'O'},
         {NULL, 0, NULL, 0}};
     int ops[2] = {NORMJIT_OP_RMSNORM, NORMJIT_OP_LAYERNORM}, n_ops = 2;
     int dtypes[3] = {NORMJIT_DTYPE_F16, NORMJIT_DTYPE_BF16}, n_dtypes = 2;
     shape shapes[MAX_SHAPES];
-    int n_shapes = 0, iters = 100, c, si, o, d, status, failed = 0;
+    int n_shapes = 0, iters = 100, c, si, o, d, status, failed = 0, want_overhead = 0;
     int64_t iters64;
     const char *csv_path = NULL;
     FILE *csv = NULL;
@@ -98,6 +168,9 @@ int nj_cmd_bench(int argc, char **argv)
         case 'c':
             csv_path = optarg;
             break;
+        case 'O':
+            want_overhead = 1;
+            break;
         case 'h':
             fputs(help, stdout);
             return NJ_EXIT_OK;
@@ -128,6 +201,12 @@ int nj_cmd_bench(int argc, char **argv)
     if ((status = normjit_ctx_create(&ctx, &copt)) != NORMJIT_OK) {
         nj_bench_gpu_close(&g);
         return nj_report_failure("bench", status);
+    }
+    if (want_overhead) {
+        status = overhead(&g, ctx);
+        normjit_ctx_destroy(ctx);
+        nj_bench_gpu_close(&g);
+        return status;
     }
     if (csv_path && !(csv = fopen(csv_path, "w"))) {
         fprintf(stderr, "normjit bench: cannot write %s\n", csv_path);
