@@ -167,15 +167,6 @@ int nj_key_info_parse(const char *key, size_t len, nj_key_info *info)
 
 /* ---- one file ---- */
 
-static uint64_t get_le(const unsigned char *p, int bytes)
-{
-    uint64_t v = 0;
-    int i;
-    for (i = bytes - 1; i >= 0; i--)
-        v = v << 8 | p[i];
-    return v;
-}
-
 /* Read exactly len bytes at offset; 1 on success. */
 static int read_at(int fd, void *buf, size_t len, off_t off)
 {
@@ -242,31 +233,22 @@ static int open_entry(nj_admin_file *f)
 /* Header, lengths and key checksum, reading only the header and the key. */
 static void summarize(nj_admin_file *f)
 {
-    unsigned char h[NJ_ENTRY_HEADER_SIZE];
-    uint64_t key_len, payload_len, size;
+    unsigned char raw[NJ_ENTRY_HEADER_SIZE];
+    nj_entry_header h;
+    uint64_t key_len, size;
     char *key;
-    int fd = open_entry(f), result = NJ_ENTRY_OK;
+    int fd = open_entry(f), result;
 
     if (fd < 0)
         return;
     size = (uint64_t)f->st.st_size;
-    if (size < NJ_ENTRY_HEADER_SIZE || !read_at(fd, h, sizeof h, 0)) {
+    if (size < NJ_ENTRY_HEADER_SIZE || !read_at(fd, raw, sizeof raw, 0)) {
         close(fd);
         set_problem(f, nj_entry_problem(NJ_ENTRY_TRUNCATED), NULL);
         return;
     }
-    key_len = get_le(h + 12, 4);
-    payload_len = get_le(h + 16, 8);
-    if (memcmp(h, "NJCACHE", 8))
-        result = NJ_ENTRY_BAD_MAGIC;
-    else if (get_le(h + 8, 4) != NJ_CACHE_SCHEMA)
-        result = NJ_ENTRY_BAD_SCHEMA;
-    else if (key_len > NJ_ENTRY_MAX_KEY || payload_len > NJ_ENTRY_MAX_PAYLOAD)
-        result = NJ_ENTRY_BAD_LENGTH;
-    else if (size < NJ_ENTRY_HEADER_SIZE + key_len + payload_len)
-        result = NJ_ENTRY_TRUNCATED;
-    else if (size > NJ_ENTRY_HEADER_SIZE + key_len + payload_len)
-        result = NJ_ENTRY_BAD_LENGTH;
+    result = nj_entry_read_header(raw, size, &h);
+    key_len = h.key_len;
     if (result != NJ_ENTRY_OK) {
         close(fd);
         set_problem(f, nj_entry_problem(result), NULL);
@@ -280,7 +262,7 @@ static void summarize(nj_admin_file *f)
     }
     if (!read_at(fd, key, key_len, NJ_ENTRY_HEADER_SIZE)) {
         set_problem(f, nj_entry_problem(NJ_ENTRY_TRUNCATED), NULL);
-    } else if (nj_checksum64(key, key_len) != get_le(h + 24, 8)) {
+    } else if (nj_checksum64(key, key_len) != h.key_sum) {
         set_problem(f, nj_entry_problem(NJ_ENTRY_BAD_KEY_SUM), NULL);
     } else {
         f->state = NJ_ADMIN_OK;

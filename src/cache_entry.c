@@ -43,29 +43,44 @@ int nj_entry_encode(const char *key, size_t key_len, const void *payload, size_t
     return nj_buf_status(out);
 }
 
+int nj_entry_read_header(const void *data, uint64_t file_size, nj_entry_header *h)
+{
+    const unsigned char *p = data;
+    if (file_size < NJ_ENTRY_HEADER_SIZE)
+        return NJ_ENTRY_TRUNCATED;
+    h->schema = (uint32_t)get_le(p + 8, 4);
+    h->key_len = get_le(p + 12, 4);
+    h->payload_len = get_le(p + 16, 8);
+    h->key_sum = get_le(p + 24, 8);
+    h->payload_sum = get_le(p + 32, 8);
+    if (memcmp(p, magic, sizeof magic))
+        return NJ_ENTRY_BAD_MAGIC;
+    if (h->schema != NJ_CACHE_SCHEMA)
+        return NJ_ENTRY_BAD_SCHEMA;
+    if (h->key_len > NJ_ENTRY_MAX_KEY || h->payload_len > NJ_ENTRY_MAX_PAYLOAD)
+        return NJ_ENTRY_BAD_LENGTH;
+    if (file_size < NJ_ENTRY_HEADER_SIZE + h->key_len + h->payload_len)
+        return NJ_ENTRY_TRUNCATED;
+    if (file_size > NJ_ENTRY_HEADER_SIZE + h->key_len + h->payload_len)
+        return NJ_ENTRY_BAD_LENGTH;
+    return NJ_ENTRY_OK;
+}
+
 int nj_entry_parse(const void *data, size_t len, const char *expect_key, size_t expect_key_len,
                    nj_entry_view *view)
 {
     const unsigned char *p = data;
+    nj_entry_header h;
     uint64_t key_len, payload_len;
+    int result = nj_entry_read_header(data, len, &h);
 
-    if (len < NJ_ENTRY_HEADER_SIZE)
-        return NJ_ENTRY_TRUNCATED;
-    if (memcmp(p, magic, sizeof magic))
-        return NJ_ENTRY_BAD_MAGIC;
-    if (get_le(p + 8, 4) != NJ_CACHE_SCHEMA)
-        return NJ_ENTRY_BAD_SCHEMA;
-    key_len = get_le(p + 12, 4);
-    payload_len = get_le(p + 16, 8);
-    if (key_len > NJ_ENTRY_MAX_KEY || payload_len > NJ_ENTRY_MAX_PAYLOAD)
-        return NJ_ENTRY_BAD_LENGTH;
-    if (len < NJ_ENTRY_HEADER_SIZE + key_len + payload_len)
-        return NJ_ENTRY_TRUNCATED;
-    if (len > NJ_ENTRY_HEADER_SIZE + key_len + payload_len)
-        return NJ_ENTRY_BAD_LENGTH;
-    if (nj_checksum64(p + NJ_ENTRY_HEADER_SIZE, key_len) != get_le(p + 24, 8))
+    if (result != NJ_ENTRY_OK)
+        return result;
+    key_len = h.key_len;
+    payload_len = h.payload_len;
+    if (nj_checksum64(p + NJ_ENTRY_HEADER_SIZE, key_len) != h.key_sum)
         return NJ_ENTRY_BAD_KEY_SUM;
-    if (nj_checksum64(p + NJ_ENTRY_HEADER_SIZE + key_len, payload_len) != get_le(p + 32, 8))
+    if (nj_checksum64(p + NJ_ENTRY_HEADER_SIZE + key_len, payload_len) != h.payload_sum)
         return NJ_ENTRY_BAD_PAYLOAD_SUM;
     if (expect_key && (key_len != expect_key_len ||
                        memcmp(p + NJ_ENTRY_HEADER_SIZE, expect_key, expect_key_len)))

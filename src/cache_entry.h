@@ -45,6 +45,21 @@ typedef struct nj_entry_view {
     size_t payload_len;
 } nj_entry_view;
 
+/* The fixed header of an entry, decoded. */
+typedef struct nj_entry_header {
+    uint32_t schema;
+    uint64_t key_len, payload_len;
+    uint64_t key_sum, payload_sum;
+} nj_entry_header;
+
+/*
+ * Decode and check the header of an entry whose file is `file_size` bytes
+ * long (`data` holds at least the header): magic, schema, lengths against the
+ * limits and the file size. Returns NJ_ENTRY_OK or the reason; the checksums
+ * are left to the caller, who may not have read the rest.
+ */
+int nj_entry_read_header(const void *data, uint64_t file_size, nj_entry_header *h);
+
 /* Serialize an entry into `out`. */
 int nj_entry_encode(const char *key, size_t key_len, const void *payload, size_t payload_len,
                     nj_buf *out);
