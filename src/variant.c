@@ -91,6 +91,18 @@ int nj_variant_vectors_per_thread(const nj_variant *v)
     return (int)((per_cta + v->k.tpr - 1) / v->k.tpr);
 }
 
+/* Names for printing any variant, legal or not (an illegal one is named in its error). */
+static const char *shown(const char *name)
+{
+    return name ? name : "?";
+}
+
+static const char *storage_name(int storage)
+{
+    return storage == NJ_STORAGE_REG || storage == NJ_STORAGE_STREAM ? storage_names[storage]
+                                                                      : "?";
+}
+
 int nj_variant_equal(const nj_variant *a, const nj_variant *b)
 {
     return a->op == b->op && a->tx == b->tx && a->ty == b->ty && a->tw == b->tw &&
@@ -101,10 +113,10 @@ int nj_variant_equal(const nj_variant *a, const nj_variant *b)
 
 void nj_variant_name(const nj_variant *v, char *out, size_t size)
 {
-    snprintf(out, size, "nj_%s_%s_%s_%s_h%lld_v%d_t%d_r%d_c%d_o%d_%s", nj_op_name(v->op),
-             nj_dtype_name(v->tx), nj_dtype_name(v->ty), nj_dtype_name(v->tw),
-             (long long)v->hidden, v->k.vec, v->k.tpr, v->k.rpc, v->k.cluster, v->k.occ,
-             storage_names[v->k.storage]);
+    snprintf(out, size, "nj_%s_%s_%s_%s_h%lld_v%d_t%d_r%d_c%d_o%d_%s", shown(nj_op_name(v->op)),
+             shown(nj_dtype_name(v->tx)), shown(nj_dtype_name(v->ty)),
+             shown(nj_dtype_name(v->tw)), (long long)v->hidden, v->k.vec, v->k.tpr, v->k.rpc,
+             v->k.cluster, v->k.occ, storage_name(v->k.storage));
 }
 
 void nj_variant_describe(const nj_variant *v, nj_buf *out)
@@ -112,9 +124,10 @@ void nj_variant_describe(const nj_variant *v, nj_buf *out)
     nj_buf_printf(out,
                   "op=%s x=%s y=%s w=%s hidden=%lld vec=%d tpr=%d rpc=%d cluster=%d occ=%d "
                   "storage=%s",
-                  nj_op_name(v->op), nj_dtype_name(v->tx), nj_dtype_name(v->ty),
-                  nj_dtype_name(v->tw), (long long)v->hidden, v->k.vec, v->k.tpr, v->k.rpc,
-                  v->k.cluster, v->k.occ, storage_names[v->k.storage]);
+                  shown(nj_op_name(v->op)), shown(nj_dtype_name(v->tx)),
+                  shown(nj_dtype_name(v->ty)), shown(nj_dtype_name(v->tw)), (long long)v->hidden,
+                  v->k.vec, v->k.tpr, v->k.rpc, v->k.cluster, v->k.occ,
+                  storage_name(v->k.storage));
 }
 
 static int parse_int(const char *s, long long lo, long long hi, long long *out)
