@@ -193,10 +193,16 @@ static int parse_header(nj_tuning *t, const char *line, int *fields_seen, const 
             t->device.driver = (int)v;
         break;
     case 5:
-        snprintf(t->library, sizeof t->library, "%.31s", value);
+        if (strlen(value) >= sizeof t->library)
+            *why = "library version too long";
+        else
+            snprintf(t->library, sizeof t->library, "%s", value);
         break;
     case 6:
-        snprintf(t->templates, sizeof t->templates, "%.39s", value);
+        if (strlen(value) >= sizeof t->templates)
+            *why = "templates digest too long";
+        else
+            snprintf(t->templates, sizeof t->templates, "%s", value);
         break;
     default:
         if (strcmp(value, NJ_TUNING_FIELDS))
@@ -254,8 +260,8 @@ int nj_tuning_parse(const char *text, size_t len, nj_tuning **out)
         memcpy(line, text + pos, n);
         line[n] = '\0';
         pos += n + (nl ? 1 : 0);
-        if (n && line[n - 1] == '\r')
-            line[--n] = '\0';
+        while (n && (line[n - 1] == '\r' || line[n - 1] == ' ' || line[n - 1] == '\t'))
+            line[--n] = '\0'; /* CRLF files, trailing blanks */
         if (memchr(line, '\0', n) != NULL) {
             status = nj_fail(NORMJIT_EFORMAT, "line %d: contains a NUL byte", line_no);
             break;

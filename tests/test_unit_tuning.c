@@ -238,6 +238,8 @@ static void test_malformed_tables(void **state)
         {"overlong line", overlong, 0, L(2) "longer than 1024 bytes"},
         {"wrong fields line", "device: X\nfields: op x y w hidden\n", 0, L(2) "unsupported fields line"},
         {"bad sms", "device: X\nsms: many\n", 0, L(2) "bad number"},
+        {"long library", "device: X\nlibrary: 0123456789012345678901234567890123\n", 0, L(2) "library version too long"},
+        {"long templates", "device: X\ntemplates: 0123456789012345678901234567890123456789\n", 0, L(2) "templates digest too long"},
         {"missing device", "fields: " NJ_TUNING_FIELDS "\n" REC, 0, L(2) "end of the table without a 'device:' line"},
         {"missing fields", "device: X\n", 0, L(1) "end of the table without a 'fields:' line"},
     };
