@@ -375,18 +375,28 @@ int nj_tuning_matches(const nj_tuning *t, const nj_device_key *d)
 
 int nj_tuning_lookup(const nj_tuning *t, const nj_request *r, int arch, nj_plan *out)
 {
+    /* The request's bucket, then the others, nearest first. */
+    static const int order[NJ_BUCKETS][NJ_BUCKETS] = {
+        {NJ_BUCKET_DECODE, NJ_BUCKET_PREFILL, NJ_BUCKET_LARGE},
+        {NJ_BUCKET_PREFILL, NJ_BUCKET_DECODE, NJ_BUCKET_LARGE},
+        {NJ_BUCKET_LARGE, NJ_BUCKET_PREFILL, NJ_BUCKET_DECODE}};
+    int b;
     size_t i;
-    for (i = 0; i < t->n; i++) {
-        const nj_tuning_record *rec = &t->records[i];
-        const nj_variant *v = &rec->plan.v;
-        if (v->op == r->op && v->tx == r->tx && v->ty == r->ty && v->tw == r->tw &&
-            v->hidden == r->hidden && v->k.vec == r->vec && rec->bucket == r->bucket) {
-            if (nj_variant_check(v, arch) != NORMJIT_OK)
-                return 0;
-            *out = rec->plan;
-            return 1;
+    if (r->bucket < 0 || r->bucket >= NJ_BUCKETS)
+        return 0;
+    for (b = 0; b < NJ_BUCKETS; b++)
+        for (i = 0; i < t->n; i++) {
+            const nj_tuning_record *rec = &t->records[i];
+            const nj_variant *v = &rec->plan.v;
+            if (v->op == r->op && v->tx == r->tx && v->ty == r->ty && v->tw == r->tw &&
+                v->hidden == r->hidden && v->k.vec == r->vec &&
+                rec->bucket == order[r->bucket][b]) {
+                if (nj_variant_check(v, arch) != NORMJIT_OK)
+                    return 0;
+                *out = rec->plan;
+                return 1;
+            }
         }
-    }
     return 0;
 }
 

@@ -70,7 +70,11 @@ int nj_tuning_matches(const nj_tuning *t, const nj_device_key *device);
 
 /*
  * The record for a request (same op, dtypes, hidden size, bucket and vector
- * width) whose knobs are legal on `arch`: 1 and *out filled, else 0.
+ * width) whose knobs are legal on `arch`: 1 and *out filled, else 0. A table
+ * that has records for the request's configuration but none for its bucket
+ * answers with its record of the nearest bucket (prefill first), so that every
+ * row count of a configuration comes from one table and adds a row in one
+ * order (batch invariance).
  */
 int nj_tuning_lookup(const nj_tuning *t, const nj_request *r, int arch, nj_plan *out);
 

@@ -98,7 +98,10 @@ static void test_lookup(void **state)
         {"stream", {LN, F32, F32, F32, 4, NJ_BUCKET_LARGE, 100000}, 80, 1, 1024, 1, 1},
         {"cluster on sm_90", {LN, BF16, BF16, F32, 8, NJ_BUCKET_PREFILL, 65536}, 90, 1, 512, 1, 0},
         {"cluster on sm_80 is illegal", {LN, BF16, BF16, F32, 8, NJ_BUCKET_PREFILL, 65536}, 80, 0, 0, 0, 0},
-        {"wrong bucket", {LN, BF16, BF16, F32, 8, NJ_BUCKET_DECODE, 65536}, 90, 0, 0, 0, 0},
+        /* Buckets the table lacks take its nearest record of the configuration. */
+        {"decode from prefill", {LN, BF16, BF16, F32, 8, NJ_BUCKET_DECODE, 65536}, 90, 1, 512, 1, 0},
+        {"prefill from large", {LN, F32, F32, F32, 4, NJ_BUCKET_PREFILL, 100000}, 80, 1, 1024, 1, 1},
+        {"missing bucket, illegal record", {LN, BF16, BF16, F32, 8, NJ_BUCKET_LARGE, 65536}, 80, 0, 0, 0, 0},
         {"wrong vec", {RMS, F16, F16, F16, 4, NJ_BUCKET_DECODE, 4096}, 90, 0, 0, 0, 0},
         {"wrong hidden", {RMS, F16, F16, F16, 8, NJ_BUCKET_DECODE, 4104}, 90, 0, 0, 0, 0},
         {"wrong y dtype", {RMS, F16, F32, F16, 8, NJ_BUCKET_DECODE, 4096}, 90, 0, 0, 0, 0},
