@@ -10,7 +10,9 @@ reference first.
 
 usage: python3 bench/layouts.py --op rmsnorm --dtype fp16 --shape 2048x4096 \
            --layout 8/256/1/0/0/reg --layout 8/512/1/0/0/reg [--rounds 100] [--ncu] [--no-compile]
-A layout is VEC/TPR/RPC/OCC/CTAS_PER_SM/STORAGE (the tuning table's knobs).
+A layout is VEC/TPR/RPC/OCC/CTAS_PER_SM/STORAGE (the tuning table's knobs); one the
+library finds illegal for the shape is ignored and its choice runs instead (the kernel
+names under a profiler show which ran).
 --ncu runs each implementation once more without timing, for a profiler.
 """
 import argparse
