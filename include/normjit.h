@@ -1,7 +1,8 @@
 /*
- * normjit: RMSNorm and LayerNorm forward kernels for NVIDIA GPUs, specialized
- * per hidden size and dtype at run time (NVRTC), cached on disk and launched
- * through the CUDA driver API.
+ * normjit: RMSNorm and LayerNorm forward kernels for NVIDIA GPUs, plain and
+ * fused (residual add, quantized outputs, per-head QK-norm), specialized per
+ * hidden size, dtype and epilogue at run time (NVRTC), cached on disk and
+ * launched through the CUDA driver API.
  *
  * This is the whole public interface. It is C99, includes no CUDA header and
  * compiles as C++. CUDA streams and device pointers are passed as opaque
@@ -19,9 +20,14 @@
  *  - The library never prints, exits or aborts. Warnings (an unusable kernel
  *    cache directory, say) go to the log callback of the context options, or
  *    to stderr when the environment variable NORMJIT_LOG is set.
- *  - Structs the caller fills in start with `struct_size`: set it to
- *    sizeof(the struct). Fields added in later versions go at the end, so a
- *    caller built against an older header keeps working.
+ *  - Structs the caller fills in or receives start with `struct_size`: set
+ *    it to sizeof(the struct). Fields added in later versions only ever go
+ *    at the end. A caller built against an older header passes a smaller
+ *    struct_size: the library reads the fields up to it and takes the
+ *    rest as zero (which always means "off" or the default), and writes
+ *    output structs only up to it. A larger struct_size from a newer
+ *    header is accepted as long as the fields this version does not know
+ *    are zero; otherwise the call fails with NORMJIT_EUNSUPPORTED.
  */
 #ifndef NORMJIT_H
 #define NORMJIT_H
@@ -43,9 +49,9 @@ extern "C" {
 /* Version                                                                   */
 
 #define NORMJIT_VERSION_MAJOR 0
-#define NORMJIT_VERSION_MINOR 1
+#define NORMJIT_VERSION_MINOR 2
 #define NORMJIT_VERSION_PATCH 0
-#define NORMJIT_VERSION_STRING "0.1.0"
+#define NORMJIT_VERSION_STRING "0.2.0"
 /* One number that grows with every release: major * 10000 + minor * 100 + patch. */
 #define NORMJIT_VERSION_HEX \
     (NORMJIT_VERSION_MAJOR * 10000 + NORMJIT_VERSION_MINOR * 100 + NORMJIT_VERSION_PATCH)
@@ -100,15 +106,93 @@ typedef enum normjit_dtype {
     NORMJIT_DTYPE_NONE = 0, /* "no tensor", where a tensor is optional */
     NORMJIT_DTYPE_F32 = 1,
     NORMJIT_DTYPE_F16 = 2,
-    NORMJIT_DTYPE_BF16 = 3
-    /* Reserved for later versions: fp8 outputs (e4m3, e5m2) with a scale. */
+    NORMJIT_DTYPE_BF16 = 3,
+    /* Quantized outputs only (y_dtype with a quant mode other than NORMJIT_QUANT_NONE). */
+    NORMJIT_DTYPE_FP8_E4M3 = 4, /* OCP e4m3 (finite range +-448) */
+    NORMJIT_DTYPE_FP8_E5M2 = 5, /* OCP e5m2 (finite range +-57344) */
+    NORMJIT_DTYPE_INT8 = 6      /* symmetric, +-127 */
 } normjit_dtype;
 
+/*
+ * The operations. Every one normalizes rows of `hidden` elements and takes
+ * normjit_norm_args; the fused ones use more of its fields.
+ *
+ *   RMSNORM        y = x * rsqrt(mean(x^2) + eps) * w
+ *   LAYERNORM      y = (x - mean(x)) * rsqrt(var(x) + eps) * w + b   (biased variance)
+ *   ADD_RMSNORM    s = x + residual (fp32, rounded once to residual_dtype) is written to
+ *                  residual_out, then y = RMSNorm(s): bit for bit what adding in that
+ *                  dtype and then calling RMSNORM gives
+ *   ADD_LAYERNORM  the same with LayerNorm
+ *   QK_RMSNORM     RMSNorm over head_dim (`hidden`) of each head of a [rows = tokens,
+ *                  heads, head_dim] view with its own token and head strides (the q or
+ *                  k slice of a fused qkv projection), weight of head_dim elements
+ */
 typedef enum normjit_op {
     NORMJIT_OP_RMSNORM = 1,
-    NORMJIT_OP_LAYERNORM = 2
+    NORMJIT_OP_LAYERNORM = 2,
+    NORMJIT_OP_ADD_RMSNORM = 3,
+    NORMJIT_OP_ADD_LAYERNORM = 4,
+    NORMJIT_OP_QK_RMSNORM = 5
     /* Reserved for later versions: backward passes. */
 } normjit_op;
+
+/*
+ * Quantized outputs (every op but QK_RMSNORM). y_dtype is then FP8_E4M3,
+ * FP8_E5M2 or INT8, and each code is q = saturate(round-to-nearest-even(v / s))
+ * where v is the fp32 normalized value (never a rounded 16-bit y) and s the
+ * dequantization scale of its tensor, row or group (v ~= q * s). qmax is 448
+ * (e4m3), 57344 (e5m2) or 127 (int8).
+ *
+ *   TENSOR  s = *scale, given by the caller (a device pointer), as a static fp8
+ *           quantization; the kernel multiplies by 1/s computed once in fp32
+ *   TOKEN   per row: s = max(min(amax(row), *scale if scale) / qmax, min_scale),
+ *           written to scales[row] (fp32); `scale`, if not NULL, caps amax
+ *   GROUP   per group_size (64 or 128) consecutive elements of a row:
+ *           s = max(amax(group) / qmax, min_scale), rounded up to a power of two
+ *           with NORMJIT_NORM_SCALES_POW2; written row-major to
+ *           scales[row * scales_stride + group] or, with
+ *           NORMJIT_NORM_SCALES_COLUMN_MAJOR, to scales[group * scales_stride + row]
+ *           (the layout block-scaled fp8 GEMMs read)
+ *
+ * NaN and infinity: amax ignores NaN (fmax); a NaN value gives a NaN code
+ * (fp8) or 0 (int8); a value beyond the range saturates to +-qmax (fp8
+ * codes are never infinite); an infinite amax gives an infinite scale, and
+ * then every finite value of its row or group quantizes to 0.
+ */
+typedef enum normjit_quant {
+    NORMJIT_QUANT_NONE = 0,
+    NORMJIT_QUANT_TENSOR = 1,
+    NORMJIT_QUANT_TOKEN = 2,
+    NORMJIT_QUANT_GROUP = 3
+} normjit_quant;
+
+/*
+ * Where the result is rounded, to match a model's own code bit for bit
+ * (x_hat is the fp32 normalized value, before the weight):
+ *
+ *   NONE   y = round(x_hat * w + b): fp32 throughout, rounded once
+ *   LLAMA  y = round(w * round(x_hat, input dtype)) [+ b, rounded again]: HuggingFace
+ *          LlamaRMSNorm (also Qwen2/3, Mistral): normalize in fp32, cast to the input
+ *          dtype, multiply by the weight in the result dtype
+ *   GEMMA  y = round(x_hat * (1 + w) + b): HuggingFace Gemma/Gemma 2/Gemma 3 norms,
+ *          fp32 throughout; implies NORMJIT_NORM_WEIGHT_PLUS_ONE
+ *
+ * The input dtype of the fused ops is residual_dtype (the rounded sum is
+ * what is normalized). Quantized outputs use the fp32 value of NONE/GEMMA,
+ * and of LLAMA the product w * round(x_hat) in fp32.
+ */
+typedef enum normjit_cast {
+    NORMJIT_CAST_NONE = 0,
+    NORMJIT_CAST_LLAMA = 1,
+    NORMJIT_CAST_GEMMA = 2
+} normjit_cast;
+
+/* What an operation is called ("rmsnorm", "add_layernorm", ...: the CLI's --op names). */
+NORMJIT_API const char *normjit_op_name(int op);
+/* The normjit_op of a name, or 0. */
+NORMJIT_API int normjit_op_from_name(const char *name);
+/* The dtype's name ("f16", "fp8e4m3", ...), or NULL. */
+NORMJIT_API const char *normjit_dtype_name(int dtype);
 
 /* ------------------------------------------------------------------------ */
 /* Context                                                                   */
@@ -123,6 +207,7 @@ typedef void (*normjit_log_fn)(void *user, int level, const char *message);
 
 /* Context option flags. */
 #define NORMJIT_CTX_NO_DISK_CACHE 0x1u /* keep compiled kernels in memory only */
+#define NORMJIT_CTX_PDL 0x2u /* every launch as with NORMJIT_NORM_PDL */
 
 typedef struct normjit_ctx_options {
     uint32_t struct_size;    /* sizeof(normjit_ctx_options) */
@@ -169,28 +254,40 @@ NORMJIT_API const char *normjit_ctx_cache_dir(const normjit_ctx *ctx);
 
 /* Flags for normjit_norm_args.flags. */
 #define NORMJIT_NORM_WEIGHT_PLUS_ONE 0x1u /* scale by (1 + w) instead of w (Gemma style) */
+#define NORMJIT_NORM_SCALES_COLUMN_MAJOR 0x2u /* QUANT_GROUP: scales[group * stride + row] */
+#define NORMJIT_NORM_SCALES_POW2 0x4u /* QUANT_GROUP: round each scale up to a power of two */
+/*
+ * Programmatic dependent launch (sm_90 and newer; ignored before): the
+ * kernel may start while the previous kernel on the stream finishes; it waits
+ * for it just before its first read of an input, and lets the next kernel
+ * start once it has read its rows. A context flag (NORMJIT_CTX_PDL) sets it
+ * for every call.
+ */
+#define NORMJIT_NORM_PDL 0x8u
 
 /*
- * Arguments of one forward normalization of `rows` rows of `hidden` elements.
+ * Arguments of one forward normalization of `rows` rows of `hidden` elements
+ * (see normjit_op for what each op computes).
  *
- *   RMSNorm:   y = x * rsqrt(mean(x^2) + eps) * w
- *   LayerNorm: y = (x - mean(x)) * rsqrt(var(x) + eps) * w + b   (biased variance)
+ * Arithmetic is fp32 throughout; the result is rounded once to y_dtype
+ * (unless `cast` says otherwise). Tensors are row-major with a row stride
+ * counted in elements (0 means `hidden`, that is dense rows). Pointers must
+ * be aligned to their element size; 16-byte aligned pointers and strides get
+ * the fastest kernels, others a narrower one.
  *
- * Arithmetic is fp32 throughout; the result is rounded once, to y_dtype.
- * Tensors are row-major with a row stride counted in elements (0 means
- * `hidden`, that is dense rows). y may be x itself (same pointer, dtype size
- * and stride) but may not otherwise overlap it. Pointers must be aligned to
- * their element size; 16-byte aligned pointers and strides get the fastest
- * kernels, others a narrower one.
+ * Overlaps: y may be x itself (same pointer, element size and stride) and
+ * residual_out may be residual itself (same pointer and stride): engines
+ * overwrite both in place. Every other overlap between the tensors a call
+ * reads and writes is refused with NORMJIT_EINVAL.
  *
- * Fields appended in later versions (fused residual add, fp8 output scale)
- * default to "off" for callers whose struct_size predates them.
+ * Fields are only ever appended; a caller whose struct_size predates a field
+ * gets it zero, which is "off" or the default.
  */
 typedef struct normjit_norm_args {
     uint32_t struct_size;   /* sizeof(normjit_norm_args) */
     uint32_t flags;         /* NORMJIT_NORM_* bits */
-    int64_t rows;           /* >= 0; 0 is a no-op that succeeds */
-    int64_t hidden;         /* >= 1 */
+    int64_t rows;           /* >= 0; 0 is a no-op that succeeds (QK_RMSNORM: tokens) */
+    int64_t hidden;         /* >= 1 (QK_RMSNORM: head_dim) */
     const void *x;          /* device pointer, rows x hidden, x_dtype */
     void *y;                /* device pointer, rows x hidden, y_dtype */
     int64_t x_row_stride;   /* elements between rows of x; 0: hidden */
@@ -200,24 +297,61 @@ typedef struct normjit_norm_args {
     float *rstd;            /* optional fp32 output, one per row: rsqrt(mean or var + eps) */
     float *mean;            /* optional fp32 output, LayerNorm only: the row mean */
     int32_t x_dtype;        /* NORMJIT_DTYPE_F32, _F16 or _BF16 */
-    int32_t y_dtype;        /* NORMJIT_DTYPE_F32, _F16 or _BF16 */
-    int32_t weight_dtype;   /* dtype of weight and bias: x_dtype or F32; ignored without them */
+    int32_t y_dtype;        /* F32, F16 or BF16; FP8_E4M3, FP8_E5M2 or INT8 with a quant mode */
+    int32_t weight_dtype;   /* dtype of weight and bias: the input dtype or F32; ignored without them */
     float eps;              /* >= 0, finite */
+
+    /* Since 0.2. Fused residual add (ADD_RMSNORM, ADD_LAYERNORM). */
+    const void *residual;           /* device pointer, rows x hidden, residual_dtype */
+    void *residual_out;             /* rows x hidden, residual_dtype: the rounded sum; may be residual */
+    int64_t residual_row_stride;    /* 0: hidden */
+    int64_t residual_out_row_stride; /* 0: hidden */
+    int32_t residual_dtype;         /* F32, F16 or BF16 (0: x_dtype); the sum's dtype */
+
+    /* Quantized output (see normjit_quant). */
+    int32_t quant;          /* normjit_quant */
+    const float *scale;     /* TENSOR: the fp32 scale (device pointer); TOKEN: optional amax cap */
+    float *scales;          /* TOKEN: rows fp32 scales out; GROUP: rows x hidden / group_size */
+    int64_t scales_stride;  /* GROUP: see normjit_quant; 0: hidden / group_size (row-major) or
+                               rows (column-major) */
+    int32_t group_size;     /* GROUP: 64 or 128 */
+    float min_scale;        /* TOKEN and GROUP: smallest scale; 0: 1 / (qmax * 512) for TOKEN
+                               (as vLLM), 1e-10 / qmax for GROUP */
+
+    int32_t cast;           /* normjit_cast */
+    int32_t reserved0;      /* must be 0 */
+
+    /* QK_RMSNORM: rows are tokens, each of `heads` heads of `hidden` (head_dim) elements. */
+    int64_t heads;          /* >= 1 (0: 1) */
+    int64_t x_head_stride;  /* elements between the heads of a token in x; 0: hidden */
+    int64_t y_head_stride;  /* the same in y; 0: hidden. Row strides default to heads * these */
 } normjit_norm_args;
 
 /*
- * Run RMSNorm forward on `stream` (a CUstream, NULL for the legacy default
- * stream). The first call for a new (dtypes, hidden size, alignment,
- * row-count range) compiles or loads a kernel; later calls only launch.
- * Thread safe: any number of threads may launch on one context.
- * During stream capture a kernel that is not loaded yet is not compiled:
- * the call fails with NORMJIT_ENOTREADY (use normjit_prepare() first).
+ * Run operation `op` (a normjit_op) on `stream` (a CUstream, NULL for the
+ * legacy default stream). The first call for a new (op, dtypes, hidden size,
+ * epilogue, alignment, row-count range) compiles or loads a kernel; later
+ * calls only launch. Thread safe: any number of threads may launch on one
+ * context. During stream capture a kernel that is not loaded yet is not
+ * compiled: the call fails with NORMJIT_ENOTREADY (use normjit_prepare() first).
  */
+NORMJIT_API int normjit_norm(normjit_ctx *ctx, int op, const normjit_norm_args *args,
+                             void *stream);
+
+/* normjit_norm() with NORMJIT_OP_RMSNORM. */
 NORMJIT_API int normjit_rmsnorm_fwd(normjit_ctx *ctx, const normjit_norm_args *args, void *stream);
 
 /* Run LayerNorm forward; otherwise as normjit_rmsnorm_fwd(). */
 NORMJIT_API int normjit_layernorm_fwd(normjit_ctx *ctx, const normjit_norm_args *args,
                                       void *stream);
+
+/* normjit_norm() with NORMJIT_OP_ADD_RMSNORM, _ADD_LAYERNORM and _QK_RMSNORM. */
+NORMJIT_API int normjit_add_rmsnorm_fwd(normjit_ctx *ctx, const normjit_norm_args *args,
+                                        void *stream);
+NORMJIT_API int normjit_add_layernorm_fwd(normjit_ctx *ctx, const normjit_norm_args *args,
+                                          void *stream);
+NORMJIT_API int normjit_qk_rmsnorm_fwd(normjit_ctx *ctx, const normjit_norm_args *args,
+                                       void *stream);
 
 /* ------------------------------------------------------------------------ */
 /* Ahead-of-time preparation                                                 */
@@ -231,16 +365,25 @@ typedef struct normjit_prepare_args {
     int32_t op;             /* normjit_op */
     int32_t x_dtype;
     int32_t y_dtype;
-    int32_t weight_dtype;   /* x_dtype or F32 */
-    const int64_t *hidden;  /* hidden sizes to prepare */
+    int32_t weight_dtype;   /* the input dtype or F32 (0: x_dtype) */
+    const int64_t *hidden;  /* hidden sizes (QK_RMSNORM: head_dim) to prepare */
     size_t n_hidden;
+
+    /* Since 0.2: the epilogue of the calls to prepare (as in normjit_norm_args). */
+    int32_t residual_dtype; /* ADD_* ops; 0: x_dtype */
+    int32_t quant;          /* normjit_quant */
+    int32_t group_size;     /* QUANT_GROUP */
+    int32_t cast;           /* normjit_cast */
+    uint32_t norm_flags;    /* the NORMJIT_NORM_* flags of those calls */
+    int32_t reserved0;      /* must be 0 */
 } normjit_prepare_args;
 
 /* What normjit_prepare() did, counted in distinct kernels. */
 typedef struct normjit_prepare_stats {
-    uint32_t compiled;  /* compiled by NVRTC (and stored in the disk cache) */
-    uint32_t from_disk; /* found in the disk cache */
-    uint32_t in_memory; /* already loaded in this context */
+    uint32_t struct_size; /* sizeof(normjit_prepare_stats): set it; fields past it are not written */
+    uint32_t compiled;    /* compiled by NVRTC (and stored in the disk cache) */
+    uint32_t from_disk;   /* found in the disk cache */
+    uint32_t in_memory;   /* already loaded in this context */
 } normjit_prepare_stats;
 
 /*
@@ -248,7 +391,8 @@ typedef struct normjit_prepare_stats {
  * would use for 16-byte aligned tensors at any row count (and for any
  * alignment with NORMJIT_PREPARE_ALL_ALIGNMENTS), so that later calls, for
  * example during CUDA graph capture, only launch. On a compile-only context
- * the kernels are compiled into the disk cache. `stats` may be NULL.
+ * the kernels are compiled into the disk cache. `stats` may be NULL; set its
+ * struct_size (the library writes only the fields that fit).
  * Thread safe; a kernel needed by several threads is compiled once.
  */
 NORMJIT_API int normjit_prepare(normjit_ctx *ctx, const normjit_prepare_args *args,

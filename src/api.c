@@ -5,11 +5,16 @@
 #include "ctx.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define MIN(a, b) ((a) < (b) ? (a) : (b))
+
+/* The sizes of the structs in 0.1, the oldest callers this library accepts. */
+#define NJ_NORM_ARGS_V1_SIZE (offsetof(normjit_norm_args, eps) + sizeof(float))
+#define NJ_PREPARE_ARGS_V1_SIZE (offsetof(normjit_prepare_args, n_hidden) + sizeof(size_t))
 
 static int misaligned(const void *p, int64_t bytes)
 {
@@ -104,7 +109,7 @@ static int validate(int op, const normjit_norm_args *in, normjit_norm_args *a, n
         return nj_fail(NORMJIT_EINVAL, "%s: args is NULL", name);
     if (in->struct_size == sizeof *a)
         *a = *in;
-    else if ((status = nj_copy_versioned(a, sizeof *a, sizeof *a, in, in->struct_size,
+    else if ((status = nj_copy_versioned(a, sizeof *a, NJ_NORM_ARGS_V1_SIZE, in, in->struct_size,
                                          "normjit_norm_args")) != NORMJIT_OK)
         return status;
     if (a->flags & ~NORMJIT_NORM_WEIGHT_PLUS_ONE)
@@ -256,10 +261,51 @@ static int norm_fwd(int op, normjit_ctx *ctx, const normjit_norm_args *args, voi
     return NORMJIT_OK;
 }
 
+NORMJIT_API int normjit_norm(normjit_ctx *ctx, int op, const normjit_norm_args *args,
+                             void *stream)
+{
+    if (op != NORMJIT_OP_RMSNORM && op != NORMJIT_OP_LAYERNORM)
+        return nj_fail(NORMJIT_EUNSUPPORTED, "op %d is not implemented yet", op);
+    return norm_fwd(op, ctx, args, stream);
+}
+
 NORMJIT_API int normjit_rmsnorm_fwd(normjit_ctx *ctx, const normjit_norm_args *args,
                                     void *stream)
 {
     return norm_fwd(NORMJIT_OP_RMSNORM, ctx, args, stream);
+}
+
+NORMJIT_API int normjit_add_rmsnorm_fwd(normjit_ctx *ctx, const normjit_norm_args *args,
+                                        void *stream)
+{
+    return normjit_norm(ctx, NORMJIT_OP_ADD_RMSNORM, args, stream);
+}
+
+NORMJIT_API int normjit_add_layernorm_fwd(normjit_ctx *ctx, const normjit_norm_args *args,
+                                          void *stream)
+{
+    return normjit_norm(ctx, NORMJIT_OP_ADD_LAYERNORM, args, stream);
+}
+
+NORMJIT_API int normjit_qk_rmsnorm_fwd(normjit_ctx *ctx, const normjit_norm_args *args,
+                                       void *stream)
+{
+    return normjit_norm(ctx, NORMJIT_OP_QK_RMSNORM, args, stream);
+}
+
+NORMJIT_API const char *normjit_op_name(int op)
+{
+    return nj_op_name(op);
+}
+
+NORMJIT_API int normjit_op_from_name(const char *name)
+{
+    return name ? nj_op_parse(name) : 0;
+}
+
+NORMJIT_API const char *normjit_dtype_name(int dtype)
+{
+    return nj_dtype_name(dtype);
 }
 
 NORMJIT_API int normjit_layernorm_fwd(normjit_ctx *ctx, const normjit_norm_args *args,
@@ -311,7 +357,7 @@ NORMJIT_API int normjit_prepare(normjit_ctx *ctx, const normjit_prepare_args *ar
                                 normjit_prepare_stats *stats)
 {
     normjit_prepare_args a;
-    normjit_prepare_stats st = {0, 0, 0};
+    normjit_prepare_stats st = {sizeof st, 0, 0, 0};
     nj_variant *seen;
     int n_seen = 0, status = NORMJIT_OK, sx;
     size_t i;
@@ -320,7 +366,7 @@ NORMJIT_API int normjit_prepare(normjit_ctx *ctx, const normjit_prepare_args *ar
         return nj_fail(NORMJIT_EINVAL, "prepare: ctx is NULL");
     if (!args)
         return nj_fail(NORMJIT_EINVAL, "prepare: args is NULL");
-    if ((status = nj_copy_versioned(&a, sizeof a, sizeof a, args, args->struct_size,
+    if ((status = nj_copy_versioned(&a, sizeof a, NJ_PREPARE_ARGS_V1_SIZE, args, args->struct_size,
                                     "normjit_prepare_args")) != NORMJIT_OK)
         return status;
     if (a.flags & ~NORMJIT_PREPARE_ALL_ALIGNMENTS)
@@ -368,6 +414,6 @@ NORMJIT_API int normjit_prepare(normjit_ctx *ctx, const normjit_prepare_args *ar
     }
     free(seen);
     if (stats)
-        *stats = st;
+        memcpy(stats, &st, stats->struct_size < sizeof st ? stats->struct_size : sizeof st);
     return status;
 }

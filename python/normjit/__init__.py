@@ -71,8 +71,8 @@ class _PrepareArgs(ctypes.Structure):
 
 
 class _PrepareStats(ctypes.Structure):
-    _fields_ = [("compiled", ctypes.c_uint32), ("from_disk", ctypes.c_uint32),
-                ("in_memory", ctypes.c_uint32)]
+    _fields_ = [("struct_size", ctypes.c_uint32), ("compiled", ctypes.c_uint32),
+                ("from_disk", ctypes.c_uint32), ("in_memory", ctypes.c_uint32)]
 
 
 def _find_library():
@@ -188,6 +188,7 @@ class Context:
         p.weight_dtype = weight_dtype or x_dtype
         p.hidden, p.n_hidden = sizes, len(hidden_sizes)
         stats = _PrepareStats()
+        stats.struct_size = ctypes.sizeof(_PrepareStats)
         _check(self._lib.normjit_prepare(self._handle, ctypes.byref(p), ctypes.byref(stats)))
         return {"compiled": stats.compiled, "from_disk": stats.from_disk,
                 "in_memory": stats.in_memory}
