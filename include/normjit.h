@@ -193,6 +193,14 @@ NORMJIT_API const char *normjit_op_name(int op);
 NORMJIT_API int normjit_op_from_name(const char *name);
 /* The dtype's name ("f16", "fp8e4m3", ...), or NULL. */
 NORMJIT_API const char *normjit_dtype_name(int dtype);
+/*
+ * Parse a quantized-output name, the CLI's --quant values: "none", or
+ * "<fp8|fp8e5m2|int8>-<tensor|token|group64|group128>" ("fp8" is e4m3), into
+ * the y_dtype, quant mode and group size of normjit_norm_args (0 where not
+ * used; "none" gives y_dtype 0). NORMJIT_EINVAL for anything else.
+ */
+NORMJIT_API int normjit_quant_from_name(const char *name, int32_t *y_dtype, int32_t *quant,
+                                        int32_t *group_size);
 
 /* ------------------------------------------------------------------------ */
 /* Context                                                                   */
@@ -384,6 +392,9 @@ typedef struct normjit_prepare_stats {
     uint32_t compiled;    /* compiled by NVRTC (and stored in the disk cache) */
     uint32_t from_disk;   /* found in the disk cache */
     uint32_t in_memory;   /* already loaded in this context */
+    uint32_t not_cached;  /* compiled or loaded, but not in the disk cache afterwards (it
+                             could not be written; the log says why): a warm that must
+                             persist kernels fails when this is not 0 */
 } normjit_prepare_stats;
 
 /*

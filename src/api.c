@@ -308,6 +308,16 @@ NORMJIT_API const char *normjit_dtype_name(int dtype)
     return nj_dtype_name(dtype);
 }
 
+NORMJIT_API int normjit_quant_from_name(const char *name, int32_t *y_dtype, int32_t *quant,
+                                        int32_t *group_size)
+{
+    (void)name;
+    (void)y_dtype;
+    (void)quant;
+    (void)group_size;
+    return nj_fail(NORMJIT_EUNSUPPORTED, "quantized outputs are not implemented yet");
+}
+
 NORMJIT_API int normjit_layernorm_fwd(normjit_ctx *ctx, const normjit_norm_args *args,
                                       void *stream)
 {
@@ -357,7 +367,7 @@ NORMJIT_API int normjit_prepare(normjit_ctx *ctx, const normjit_prepare_args *ar
                                 normjit_prepare_stats *stats)
 {
     normjit_prepare_args a;
-    normjit_prepare_stats st = {sizeof st, 0, 0, 0};
+    normjit_prepare_stats st = {sizeof st, 0, 0, 0, 0};
     nj_variant *seen;
     int n_seen = 0, status = NORMJIT_OK, sx;
     size_t i;

@@ -423,7 +423,7 @@ static void test_prepare_rejects_bad_args(void **state)
         {"hidden too large", 0, 0, huge, 1, NORMJIT_EUNSUPPORTED, "hidden[0] = 16777217 is outside"},
     };
     normjit_ctx *ctx = fake_ctx();
-    normjit_prepare_stats st = {sizeof st, 0, 0, 0};
+    normjit_prepare_stats st = {sizeof st, 0, 0, 0, 0};
     normjit_prepare_args p = prepare_args(ok, 1);
     size_t i;
     (void)state;
@@ -457,7 +457,7 @@ static void test_prepare_then_launch(void **state)
     static const int64_t hidden[] = {4096, 4096, 2880};
     normjit_ctx *ctx = fake_ctx();
     normjit_prepare_args p = prepare_args(hidden, 3);
-    normjit_prepare_stats st = {sizeof st, 0, 0, 0};
+    normjit_prepare_stats st = {sizeof st, 0, 0, 0, 0};
     normjit_norm_args a = base_args();
     (void)state;
     p.weight_dtype = NORMJIT_DTYPE_NONE; /* means x_dtype */

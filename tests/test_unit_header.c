@@ -22,7 +22,7 @@ int main(void)
 {
     normjit_norm_args args;
     normjit_prepare_args prep;
-    normjit_prepare_stats stats = {sizeof stats, 0, 0, 0};
+    normjit_prepare_stats stats = {sizeof stats, 0, 0, 0, 0};
     normjit_ctx_options options;
     normjit_ctx *ctx = NULL;
     int64_t hidden = 4096;

@@ -88,7 +88,7 @@ static void *worker(void *arg)
     warm_state *w = arg;
     for (;;) {
         normjit_prepare_args a;
-        normjit_prepare_stats st = {sizeof st, 0, 0, 0};
+        normjit_prepare_stats st = {sizeof st, 0, 0, 0, 0};
         const job *j;
         int status;
 

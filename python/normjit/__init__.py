@@ -72,7 +72,8 @@ class _PrepareArgs(ctypes.Structure):
 
 class _PrepareStats(ctypes.Structure):
     _fields_ = [("struct_size", ctypes.c_uint32), ("compiled", ctypes.c_uint32),
-                ("from_disk", ctypes.c_uint32), ("in_memory", ctypes.c_uint32)]
+                ("from_disk", ctypes.c_uint32), ("in_memory", ctypes.c_uint32),
+                ("not_cached", ctypes.c_uint32)]
 
 
 def _find_library():

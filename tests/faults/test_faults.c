@@ -801,7 +801,7 @@ static void damaged_entries(fixture *fx, void (*damage)(const char *path, int wh
     const int64_t hidden[] = {H1, H2};
     char paths[2][PATH_MAX];
     const struct expected *e1, *e2;
-    normjit_prepare_stats st = {sizeof st, 0, 0, 0};
+    normjit_prepare_stats st = {sizeof st, 0, 0, 0, 0};
     normjit_prepare_args p;
     ff_log log3;
     normjit_ctx *ctx;

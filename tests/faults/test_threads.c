@@ -91,7 +91,7 @@ static void launch(worker *w, int o, int h, int a, int b)
 static void prepare(worker *w, int o, int h, int all_alignments)
 {
     normjit_prepare_args p;
-    normjit_prepare_stats st = {sizeof st, 0, 0, 0};
+    normjit_prepare_stats st = {sizeof st, 0, 0, 0, 0};
     int status, a, b;
     memset(&p, 0, sizeof p);
     p.struct_size = sizeof p;
