@@ -138,13 +138,14 @@ typedef enum normjit_op {
 
 /*
  * Quantized outputs (every op but QK_RMSNORM). y_dtype is then FP8_E4M3,
- * FP8_E5M2 or INT8, and each code is q = saturate(round-to-nearest-even(v / s))
- * where v is the fp32 normalized value (never a rounded 16-bit y) and s the
- * dequantization scale of its tensor, row or group (v ~= q * s). qmax is 448
- * (e4m3), 57344 (e5m2) or 127 (int8).
+ * FP8_E5M2 or INT8, and each code is q = saturate(round-to-nearest-even(v * (1/s)))
+ * where v is the fp32 normalized value (never a rounded 16-bit y), s the
+ * dequantization scale of its tensor, row or group (v ~= q * s), and 1/s is
+ * computed once in fp32 (as vLLM's kernels do). qmax is 448 (e4m3), 57344
+ * (e5m2) or 127 (int8).
  *
  *   TENSOR  s = *scale, given by the caller (a device pointer), as a static fp8
- *           quantization; the kernel multiplies by 1/s computed once in fp32
+ *           quantization
  *   TOKEN   per row: s = max(min(amax(row), *scale if scale) / qmax, min_scale),
  *           written to scales[row] (fp32); `scale`, if not NULL, caps amax
  *   GROUP   per group_size (64 or 128) consecutive elements of a row:

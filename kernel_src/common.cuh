@@ -1,10 +1,14 @@
 // normjit kernel prelude, shared by every op template.
 //
-// The renderer emits the variant's knobs as #defines, then this file, then
-// the op's template (rmsnorm.cu or layernorm.cu):
+// The renderer emits the variant's knobs and the op's switches as #defines,
+// then params.h, this file, and the op's template (rmsnorm.cu or
+// layernorm.cu). Compiled on its own (nvcc -c rmsnorm.cu), a template gets
+// the defaults below, so ptxas and editors can read it.
 //
 //   NJ_KERNEL_NAME  extern "C" name of the kernel
-//   NJ_TX NJ_TY NJ_TW  element types of x, y and weight/bias (float, nj_f16, nj_bf16)
+//   NJ_TX NJ_TY NJ_TW  element types of x, y and weight/bias (float, nj_f16, nj_bf16;
+//               y also nj_e4m3, nj_e5m2, signed char with a quant mode)
+//   NJ_TR       element type of the residual and of the sum (NJ_ADD), else NJ_TX
 //   NJ_H        hidden size (a compile-time constant: loops unroll, the row sits in registers)
 //   NJ_VEC      elements per vector access; divides NJ_H; the dispatcher checked alignment
 //   NJ_TPR      threads per row per CTA: a power of two up to 32, or a multiple of 32
@@ -12,13 +16,65 @@
 //   NJ_CLUSTER  CTAs that share one row through a thread-block cluster (sm_90), else 1
 //   NJ_MIN_CTAS CTAs per SM the compiler must fit (__launch_bounds__), 0: its choice
 //   NJ_STORAGE  NJ_STORAGE_REG: the row stays in registers between reduction and output;
-//               NJ_STORAGE_STREAM: the row is read twice (hidden sizes too large to hold)
+//               NJ_STORAGE_STREAM: the row is read again (hidden sizes too large to hold)
+//   NJ_ADD      1: fused residual add: s = x + residual, rounded to NJ_TR, is written to
+//               res_out and normalized
+//   NJ_QK       1: rows are the heads of tokens (per-head strides)
+//   NJ_QUANT    NJ_QUANT_NONE, _TENSOR, _TOKEN, _GROUP: quantized output (NJ_QMAX, NJ_GROUP)
+//   NJ_POW2     1: group scales rounded up to a power of two
+//   NJ_CAST     NJ_CAST_NONE, _LLAMA, _GEMMA: where the result is rounded (normjit.h)
 //
-// No CUDA toolkit header is included: the few fp16/bf16 conversions are PTX.
-// Arithmetic is fp32; each output is rounded once.
+// No CUDA toolkit header is included: the few conversions are PTX.
+// Arithmetic is fp32; each output is rounded once (unless NJ_CAST says otherwise).
+
+#ifndef NJ_RENDERED // compiled on its own: defaults for every knob
+#include "params.h"
+#define NJ_KERNEL_NAME nj_standalone
+#define NJ_TX nj_bf16
+#define NJ_TY nj_bf16
+#define NJ_TW nj_bf16
+#define NJ_H 4096
+#define NJ_VEC 8
+#define NJ_TPR 128
+#define NJ_RPC 1
+#define NJ_CLUSTER 1
+#define NJ_MIN_CTAS 0
+#define NJ_STORAGE 0
+#endif
+#ifndef NJ_ADD
+#define NJ_ADD 0
+#endif
+#ifndef NJ_QK
+#define NJ_QK 0
+#endif
+#ifndef NJ_QUANT
+#define NJ_QUANT 0
+#endif
+#ifndef NJ_GROUP
+#define NJ_GROUP 128
+#endif
+#ifndef NJ_QMAX
+#define NJ_QMAX 448.0f
+#endif
+#ifndef NJ_POW2
+#define NJ_POW2 0
+#endif
+#ifndef NJ_CAST
+#define NJ_CAST 0
+#endif
+#ifndef NJ_TR
+#define NJ_TR NJ_TX
+#endif
 
 #define NJ_STORAGE_REG 0
 #define NJ_STORAGE_STREAM 1
+#define NJ_QUANT_NONE 0
+#define NJ_QUANT_TENSOR 1
+#define NJ_QUANT_TOKEN 2
+#define NJ_QUANT_GROUP 3
+#define NJ_CAST_NONE 0
+#define NJ_CAST_LLAMA 1
+#define NJ_CAST_GEMMA 2
 
 typedef long long nj_i64;
 
@@ -46,6 +102,14 @@ typedef long long nj_i64;
 
 struct nj_f16 { unsigned short bits; };
 struct nj_bf16 { unsigned short bits; };
+struct nj_e4m3 { unsigned char bits; };
+struct nj_e5m2 { unsigned char bits; };
+
+#if NJ_ADD
+#define NJ_TIN NJ_TR // what is normalized: the rounded sum
+#else
+#define NJ_TIN NJ_TX
+#endif
 
 __device__ __forceinline__ float nj_to_f32(float v) { return v; }
 __device__ __forceinline__ float nj_to_f32(nj_f16 v)
@@ -78,11 +142,84 @@ template <> __device__ __forceinline__ nj_bf16 nj_from_f32<nj_bf16>(float f)
     return r;
 }
 
+// The value a float takes once stored as T (for the cast modes that round
+// between steps).
+template <typename T> __device__ __forceinline__ float nj_round_to(float f)
+{
+    return nj_to_f32(nj_from_f32<T>(f));
+}
+
+// fp8 codes, round to nearest even, finite values saturate to +-max and NaN
+// stays NaN (the ".satfinite" rule). sm_89 and newer convert in hardware;
+// older GPUs use nj_fp8_soft, the same rounding in integer arithmetic (which
+// a unit test checks against the host reference on the CPU).
+__device__ __forceinline__ unsigned nj_f32_bits(float f) { return __float_as_uint(f); }
+
+// EXP, MAN: exponent and mantissa bits; BIAS; MAXCODE: the largest finite code.
+template <int EXP, int MAN, int BIAS, int MAXCODE>
+__device__ __forceinline__ unsigned char nj_fp8_soft(float f)
+{
+    const unsigned bits = nj_f32_bits(f), sign = (bits >> 24) & 0x80u;
+    const float a = fabsf(f);
+    int code;
+    if (a != a)
+        return 0x7f; // NaN
+    if (a < __uint_as_float((unsigned)(127 + 1 - BIAS) << 23)) {
+        // Below the smallest normal: a multiple of the subnormal step, exact
+        // after scaling by a power of two, rounded half to even.
+        code = __float2int_rn(a * __uint_as_float((unsigned)(127 + BIAS - 1 + MAN) << 23));
+    } else {
+        const int e = (int)((bits >> 23) & 0xffu) - 127;
+        const unsigned m = bits & 0x7fffffu, shift = 23 - MAN, half = 1u << (shift - 1);
+        unsigned r = m >> shift;
+        const unsigned rem = m & ((1u << shift) - 1);
+        if (rem > half || (rem == half && (r & 1u)))
+            r++;
+        // A carry out of the mantissa moves to the next binade on its own.
+        code = e >= 32 ? MAXCODE + 1 : (int)(((unsigned)(e + BIAS) << MAN) + r);
+    }
+    if (code > MAXCODE)
+        code = MAXCODE;
+    return (unsigned char)(sign | (unsigned)code);
+}
+
+template <> __device__ __forceinline__ nj_e4m3 nj_from_f32<nj_e4m3>(float f)
+{
+    nj_e4m3 r;
+#if __CUDA_ARCH__ >= 890
+    unsigned short pair;
+    asm("cvt.rn.satfinite.e4m3x2.f32 %0, %1, %2;" : "=h"(pair) : "f"(0.f), "f"(f));
+    r.bits = (unsigned char)(pair & 0xffu);
+#else
+    r.bits = nj_fp8_soft<4, 3, 7, 0x7e>(f);
+#endif
+    return r;
+}
+template <> __device__ __forceinline__ nj_e5m2 nj_from_f32<nj_e5m2>(float f)
+{
+    nj_e5m2 r;
+#if __CUDA_ARCH__ >= 890
+    unsigned short pair;
+    asm("cvt.rn.satfinite.e5m2x2.f32 %0, %1, %2;" : "=h"(pair) : "f"(0.f), "f"(f));
+    r.bits = (unsigned char)(pair & 0xffu);
+#else
+    r.bits = nj_fp8_soft<5, 2, 15, 0x7b>(f);
+#endif
+    return r;
+}
+template <> __device__ __forceinline__ signed char nj_from_f32<signed char>(float f)
+{
+    // Round half to even, saturate to the symmetric range, NaN to 0.
+    const float c = fminf(fmaxf(f, -127.f), 127.f);
+    return (signed char)(f == f ? __float2int_rn(c) : 0);
+}
+
 // ---------------------------------------------------------------------------
 // Vectors: N elements moved with the widest access their size allows (at most
 // 16 bytes; a 32-byte vector of floats is two 16-byte accesses).
 
 template <int BYTES> struct nj_word;
+template <> struct nj_word<1> { typedef unsigned char type; };
 template <> struct nj_word<2> { typedef unsigned short type; };
 template <> struct nj_word<4> { typedef unsigned int type; };
 template <> struct nj_word<8> { typedef uint2 type; };
@@ -99,11 +236,21 @@ template <typename T, int N> struct nj_vec {
     };
 };
 
-// Read-only loads through the non-coherent path: x, w and b are never written
-// by the kernel before being read (in place, each element is read before the
-// same thread overwrites it).
+// Loads of data the kernel may also write (x in place, the residual, the
+// sum re-read in stream storage): ordinary coherent loads. The read-only
+// non-coherent path (ld.global.nc) is only valid for memory no thread writes
+// while the kernel runs, so it is kept for the weights and bias (nj_load_ro).
 template <typename T, int N>
 __device__ __forceinline__ void nj_load(nj_vec<T, N> &out, const T *p)
+{
+    const typename nj_vec<T, N>::word *q = reinterpret_cast<const typename nj_vec<T, N>::word *>(p);
+#pragma unroll
+    for (int i = 0; i < nj_vec<T, N>::WORDS; ++i)
+        out.w[i] = q[i];
+}
+
+template <typename T, int N>
+__device__ __forceinline__ void nj_load_ro(nj_vec<T, N> &out, const T *p)
 {
     const typename nj_vec<T, N>::word *q = reinterpret_cast<const typename nj_vec<T, N>::word *>(p);
 #pragma unroll
@@ -120,7 +267,28 @@ __device__ __forceinline__ void nj_store(T *p, const nj_vec<T, N> &in)
         q[i] = in.w[i];
 }
 
-typedef nj_vec<NJ_TX, NJ_VEC> nj_xvec;
+typedef nj_vec<NJ_TIN, NJ_VEC> nj_xvec;
+typedef nj_vec<NJ_TW, NJ_VEC> nj_wvec;
+
+// ---------------------------------------------------------------------------
+// Programmatic dependent launch (sm_90): wait for the previous kernel on the
+// stream just before the first read of anything it may have written, and let
+// the next one start once this CTA has read its rows. Both are no-ops when
+// the launch did not ask for it.
+
+__device__ __forceinline__ void nj_pdl_wait()
+{
+#if __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
+__device__ __forceinline__ void nj_pdl_release()
+{
+#if __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;");
+#endif
+}
 
 // ---------------------------------------------------------------------------
 // Work split: which row and which vectors of it a thread handles.
@@ -138,6 +306,44 @@ __device__ __forceinline__ nj_slot nj_slot_of_thread()
     s.rloc = (int)threadIdx.x / NJ_TPR;
     s.crank = (int)(blockIdx.x % NJ_CLUSTER);
     return s;
+}
+
+// One row's tensors. Rows are consecutive in memory through their strides,
+// except for QK-norm, where row r is head r % heads of token r / heads.
+struct nj_row {
+    const NJ_TX *x;
+    NJ_TY *y;
+    const NJ_TR *res;
+    NJ_TR *res_out;
+};
+
+__device__ __forceinline__ nj_row nj_row_at(const nj_params &p, nj_i64 row)
+{
+    nj_row r;
+#if NJ_QK
+    // 32-bit division when it fits: a 64-bit one costs a call per row.
+    nj_i64 token, head;
+    if (p.rows <= 0x7fffffffll) {
+        token = (unsigned)row / (unsigned)p.heads;
+        head = (unsigned)row - (unsigned)token * (unsigned)p.heads;
+    } else {
+        token = row / p.heads;
+        head = row - token * p.heads;
+    }
+    r.x = (const NJ_TX *)p.x + token * p.x_stride + head * p.x_head_stride;
+    r.y = (NJ_TY *)p.y + token * p.y_stride + head * p.y_head_stride;
+#else
+    r.x = (const NJ_TX *)p.x + row * p.x_stride;
+    r.y = (NJ_TY *)p.y + row * p.y_stride;
+#endif
+#if NJ_ADD
+    r.res = (const NJ_TR *)p.res + row * p.res_stride;
+    r.res_out = (NJ_TR *)p.res_out + row * p.res_out_stride;
+#else
+    r.res = nullptr;
+    r.res_out = nullptr;
+#endif
+    return r;
 }
 
 // Register storage: thread `lane` holds vectors lane, lane + TPR, lane + 2 TPR, ...
@@ -167,6 +373,36 @@ template <typename T> __device__ __forceinline__ const T *nj_advance(const T *p,
 }
 
 // ---------------------------------------------------------------------------
+// The input of the normalization: x, or for the fused add the sum
+// s = x + residual in fp32, rounded once to NJ_TR and written to res_out.
+
+__device__ __forceinline__ void nj_load_input(nj_xvec &out, const nj_row &r, nj_i64 e)
+{
+#if NJ_ADD
+    nj_vec<NJ_TX, NJ_VEC> xv;
+    nj_load(xv, r.x + e);
+    nj_load(out, r.res + e);
+#pragma unroll
+    for (int k = 0; k < NJ_VEC; ++k)
+        out.v[k] = nj_from_f32<NJ_TR>(nj_to_f32(xv.v[k]) + nj_to_f32(out.v[k]));
+    nj_store(r.res_out + e, out);
+#else
+    nj_load(out, r.x + e);
+#endif
+}
+
+// The input again, in stream storage: for the fused add, the sum this same
+// thread wrote to res_out (an ordinary coherent load).
+__device__ __forceinline__ void nj_reload_input(nj_xvec &out, const nj_row &r, nj_i64 e)
+{
+#if NJ_ADD
+    nj_load(out, (const NJ_TR *)r.res_out + e);
+#else
+    nj_load(out, r.x + e);
+#endif
+}
+
+// ---------------------------------------------------------------------------
 // Thread-block clusters (sm_90): a barrier, and reading a float from the
 // shared memory of another CTA of the cluster.
 
@@ -191,9 +427,10 @@ __device__ __forceinline__ float nj_cluster_load(const float *p, unsigned rank)
 // Row reduction: combines per-thread partial results over the NJ_TPR threads
 // of a row (and the CTAs of a cluster) and gives every one of them the total.
 // `Op` says what a partial result is (K floats) and how two are combined
-// (nj_sum<K>: K independent sums). A one-pass LayerNorm merging (count, mean,
-// M2) with Chan's formula through this same interface measured slower than
-// two sum reductions, at every size tried (docs/PERFORMANCE.md).
+// (nj_sum<K>: K independent sums; nj_max<K>: maxima). A one-pass LayerNorm
+// merging (count, mean, M2) with Chan's formula through this same interface
+// measured slower than two sum reductions, at every size tried
+// (docs/PERFORMANCE.md).
 //
 // The order of combination depends only on NJ_TPR and NJ_CLUSTER: a butterfly
 // within the warp, in which both partners combine (lower lane, higher lane)
@@ -214,6 +451,17 @@ template <int N> struct nj_sum {
 #pragma unroll
         for (int k = 0; k < K; ++k)
             lo[k] += hi[k];
+    }
+};
+
+// fmaxf ignores NaN, so an amax over values with NaNs is the largest number.
+template <int N> struct nj_max {
+    static constexpr int K = N;
+    __device__ __forceinline__ static void combine(float (&lo)[K], const float (&hi)[K])
+    {
+#pragma unroll
+        for (int k = 0; k < K; ++k)
+            lo[k] = fmaxf(lo[k], hi[k]);
     }
 };
 
@@ -314,6 +562,20 @@ __device__ __forceinline__ void nj_row_reduce(float (&v)[Op::K], const nj_slot &
 #endif
 }
 
+// The maximum over WIDTH aligned lanes of a warp (a power of two up to 32):
+// the lanes of one quantization group. Only those lanes take part, so the
+// other lanes of the warp may be elsewhere.
+template <int WIDTH> __device__ __forceinline__ float nj_lanes_max(float v)
+{
+    const unsigned lane = threadIdx.x & 31u;
+    const unsigned mask =
+        WIDTH >= 32 ? 0xffffffffu : ((1u << (WIDTH & 31)) - 1u) << (lane & ~(unsigned)(WIDTH - 1));
+#pragma unroll
+    for (int o = WIDTH / 2; o > 0; o >>= 1)
+        v = fmaxf(v, __shfl_xor_sync(mask, v, o));
+    return v;
+}
+
 // Before a CTA of a cluster exits, every CTA must be done reading its shared memory.
 __device__ __forceinline__ void nj_cluster_exit()
 {
@@ -322,32 +584,126 @@ __device__ __forceinline__ void nj_cluster_exit()
 #endif
 }
 
-typedef nj_vec<NJ_TW, NJ_VEC> nj_wvec;
-
 // ---------------------------------------------------------------------------
-// Output: y = (x - mean) * rstd * (w + w_offset) + b for one vector, in fp32,
-// rounded once. y, w and b point at the vector; w and b may be null (1, 0).
+// Output: the fp32 value of one element, rounded as the cast mode says, or
+// quantized with a scale.
 
-__device__ __forceinline__ void nj_norm_vec(NJ_TY *y, const NJ_TW *w, const NJ_TW *b,
-                                            const nj_xvec &xv, float mean, float rstd,
-                                            float w_offset)
+struct nj_norm_coef {
+    float mean, rstd, w_offset;
+};
+
+// The fp32 value of element k of a vector: (x - mean) * rstd * (w + w_offset) + b,
+// where LLAMA rounds (x - mean) * rstd to the input dtype before the weight.
+__device__ __forceinline__ float nj_value(const nj_xvec &xv, int k, const nj_wvec &wv,
+                                          const nj_wvec &bv, bool has_w, bool has_b,
+                                          const nj_norm_coef &c)
+{
+    float f = (nj_to_f32(xv.v[k]) - c.mean) * c.rstd;
+#if NJ_CAST == NJ_CAST_LLAMA
+    f = nj_round_to<NJ_TIN>(f);
+#endif
+    if (has_w)
+        f *= nj_to_f32(wv.v[k]) + c.w_offset;
+    if (has_b)
+        f += nj_to_f32(bv.v[k]);
+    return f;
+}
+
+#if NJ_QUANT == NJ_QUANT_NONE
+// y for one element without quantization. LLAMA rounds after the weight and
+// again after the bias, as two separate tensor operations would.
+__device__ __forceinline__ NJ_TY nj_output(const nj_xvec &xv, int k, const nj_wvec &wv,
+                                           const nj_wvec &bv, bool has_w, bool has_b,
+                                           const nj_norm_coef &c)
+{
+#if NJ_CAST == NJ_CAST_LLAMA
+    float f = nj_round_to<NJ_TIN>((nj_to_f32(xv.v[k]) - c.mean) * c.rstd);
+    if (has_w)
+        f = nj_round_to<NJ_TY>(f * (nj_to_f32(wv.v[k]) + c.w_offset));
+    if (has_b)
+        f += nj_to_f32(bv.v[k]);
+    return nj_from_f32<NJ_TY>(f);
+#else
+    return nj_from_f32<NJ_TY>(nj_value(xv, k, wv, bv, has_w, has_b, c));
+#endif
+}
+#endif
+
+// Weights and bias of one vector (read-only, through the non-coherent path).
+__device__ __forceinline__ void nj_load_params(nj_wvec &wv, nj_wvec &bv, const NJ_TW *w,
+                                               const NJ_TW *b)
+{
+    if (w)
+        nj_load_ro(wv, w);
+    if (b)
+        nj_load_ro(bv, b);
+}
+
+// Write one vector of y: rounded values, or codes q = sat(rne(v * qinv)).
+__device__ __forceinline__ void nj_out_vec(NJ_TY *y, const NJ_TW *w, const NJ_TW *b,
+                                           const nj_xvec &xv, const nj_norm_coef &c, float qinv)
 {
     nj_wvec wv, bv;
     nj_vec<NJ_TY, NJ_VEC> out;
-    if (w)
-        nj_load(wv, w);
-    if (b)
-        nj_load(bv, b);
+    nj_load_params(wv, bv, w, b);
 #pragma unroll
     for (int k = 0; k < NJ_VEC; ++k) {
-        float f = (nj_to_f32(xv.v[k]) - mean) * rstd;
-        if (w)
-            f *= nj_to_f32(wv.v[k]) + w_offset;
-        if (b)
-            f += nj_to_f32(bv.v[k]);
-        out.v[k] = nj_from_f32<NJ_TY>(f);
+#if NJ_QUANT == NJ_QUANT_NONE
+        out.v[k] = nj_output(xv, k, wv, bv, w != nullptr, b != nullptr, c);
+#else
+        out.v[k] = nj_from_f32<NJ_TY>(nj_value(xv, k, wv, bv, w != nullptr, b != nullptr, c) * qinv);
+#endif
     }
+    (void)qinv;
     nj_store(y, out);
+}
+
+// The largest |v| of one vector (quantization scales).
+__device__ __forceinline__ float nj_amax_vec(const NJ_TW *w, const NJ_TW *b, const nj_xvec &xv,
+                                             const nj_norm_coef &c)
+{
+    nj_wvec wv, bv;
+    float m = 0.f;
+    nj_load_params(wv, bv, w, b);
+#pragma unroll
+    for (int k = 0; k < NJ_VEC; ++k)
+        m = fmaxf(m, fabsf(nj_value(xv, k, wv, bv, w != nullptr, b != nullptr, c)));
+    return m;
+}
+
+// Scale from an amax: max(amax / qmax, min_scale), a power of two with NJ_POW2.
+__device__ __forceinline__ float nj_scale_of(float amax, float min_scale)
+{
+    float s = fmaxf(amax / NJ_QMAX, min_scale);
+#if NJ_POW2
+    unsigned u = __float_as_uint(s);
+    if ((u & 0x7fffffu) && u < 0x7f800000u)
+        u = (u & 0xff800000u) + 0x800000u; // the next power of two up
+    s = __uint_as_float(u);
+#endif
+    return s;
+}
+
+#if NJ_QUANT == NJ_QUANT_GROUP
+// Vectors per quantization group. A group is either gv consecutive lanes of
+// one step (gv divides NJ_TPR, at most 32 lanes) or, when a row has fewer
+// threads than a group has vectors, NJ_GV / NJ_TPR consecutive steps of every
+// lane of the row (register storage, NJ_TPR <= 32). The dispatcher only
+// builds variants that fit one of the two.
+#define NJ_GV (NJ_GROUP / NJ_VEC)
+#define NJ_GROUP_IN_LANES (NJ_TPR % NJ_GV == 0)
+#endif
+
+// Per-row fp32 statistics for a backward pass, written once per row.
+__device__ __forceinline__ void nj_write_stats(float *rstd_out, float *mean_out, nj_i64 row,
+                                               float mean, float rstd, bool live, const nj_slot &s)
+{
+    if (live && s.lane == 0 && s.crank == 0) {
+        if (rstd_out)
+            rstd_out[row] = rstd;
+        if (mean_out)
+            mean_out[row] = mean;
+    }
 }
 
 #if NJ_STORAGE == NJ_STORAGE_REG
@@ -357,16 +713,16 @@ struct nj_row_regs {
 };
 
 // Load this thread's vectors of the row (zeros for vectors it does not own).
-// xt points at the thread's first vector (nj_thread_offset). Weights are read
-// only when the output is written: loading them early (even as an L1
-// prefetch) measured up to 25% slower for short rows (docs/PERFORMANCE.md).
-__device__ __forceinline__ void nj_load_row(nj_row_regs &r, const NJ_TX *xt, bool live,
-                                            const nj_slot &s)
+// `e0` is the offset of the thread's first vector (nj_thread_offset). Weights
+// are read only when the output is written: loading them early (even as an
+// L1 prefetch) measured up to 25% slower for short rows (docs/PERFORMANCE.md).
+__device__ __forceinline__ void nj_load_row(nj_row_regs &r, const nj_row &row, nj_i64 e0,
+                                            bool live, const nj_slot &s)
 {
 #pragma unroll
     for (int i = 0; i < NJ_NPT; ++i) {
         if (live && nj_owns(i, s)) {
-            nj_load(r.v[i], xt + i * NJ_STEP);
+            nj_load_input(r.v[i], row, e0 + i * NJ_STEP);
         } else {
 #pragma unroll
             for (int k = 0; k < nj_xvec::WORDS; ++k)
@@ -401,7 +757,7 @@ __device__ __forceinline__ void nj_permute(unsigned short &, unsigned) {}
 
 __device__ __forceinline__ void nj_refresh_row(nj_row_regs &r, float dep)
 {
-    if constexpr (sizeof(NJ_TX) == 2) {
+    if constexpr (sizeof(NJ_TIN) == 2) {
         const unsigned sel = 0x3210u + (dep != dep ? 1u : 0u);
 #pragma unroll
         for (int i = 0; i < NJ_NPT; ++i) {
@@ -412,38 +768,145 @@ __device__ __forceinline__ void nj_refresh_row(nj_row_regs &r, float dep)
     }
 }
 
-__device__ __forceinline__ void nj_store_row(const nj_row_regs &r, NJ_TY *yt, const NJ_TW *wt,
-                                             const NJ_TW *bt, float mean, float rstd,
-                                             float w_offset, bool live, const nj_slot &s)
+// Write the thread's part of the row: y, or the quantized codes and their scales.
+// `bias` is the op's bias (null for RMSNorm, whose kernels then have no bias code).
+__device__ __forceinline__ void nj_store_row(nj_row_regs &r, const nj_params &p, const nj_row &row,
+                                             const NJ_TW *bias, nj_i64 row_index, nj_i64 e0,
+                                             const nj_norm_coef &c, bool live, const nj_slot &s,
+                                             nj_reducer &red)
 {
+    const NJ_TW *w = nj_advance((const NJ_TW *)p.w, e0), *b = nj_advance(bias, e0);
+    float qinv = 1.f;
+    (void)row_index;
+    (void)red;
+#if NJ_QUANT == NJ_QUANT_TENSOR
+    qinv = 1.f / *p.scale;
+#elif NJ_QUANT == NJ_QUANT_TOKEN
+    {
+        float amax[1] = {0.f};
+#pragma unroll
+        for (int i = 0; i < NJ_NPT; ++i)
+            if (live && nj_owns(i, s))
+                amax[0] = fmaxf(amax[0], nj_amax_vec(nj_advance(w, i * NJ_STEP),
+                                                     nj_advance(b, i * NJ_STEP), r.v[i], c));
+        nj_row_reduce<nj_max<1>>(amax, s, red);
+        if (p.scale)
+            amax[0] = fminf(amax[0], *p.scale);
+        const float scale = nj_scale_of(amax[0], p.min_scale);
+        qinv = 1.f / scale;
+        if (live && s.lane == 0 && s.crank == 0)
+            p.scales[row_index * p.scales_row_stride] = scale;
+    }
+#endif
+#if NJ_QUANT == NJ_QUANT_GROUP
+#if NJ_GROUP_IN_LANES
+    // Each step's vector belongs to a group spread over NJ_GV aligned lanes.
+#pragma unroll
+    for (int i = 0; i < NJ_NPT; ++i) {
+        if (live && nj_owns(i, s)) {
+            const nj_i64 e = e0 + i * NJ_STEP;
+            const float amax = nj_lanes_max<NJ_GV>(
+                nj_amax_vec(nj_advance(w, i * NJ_STEP), nj_advance(b, i * NJ_STEP), r.v[i], c));
+            const float scale = nj_scale_of(amax, p.min_scale);
+            nj_out_vec(row.y + e, nj_advance(w, i * NJ_STEP), nj_advance(b, i * NJ_STEP), r.v[i],
+                       c, 1.f / scale);
+            if ((s.lane % NJ_GV) == 0)
+                p.scales[row_index * p.scales_row_stride +
+                         (e / NJ_GROUP) * p.scales_group_stride] = scale;
+        }
+    }
+#else
+    // A group is NJ_GV / NJ_TPR consecutive steps of all the row's lanes.
+    constexpr int steps = NJ_GV / NJ_TPR;
+#pragma unroll
+    for (int g = 0; g < NJ_NPT / steps; ++g) {
+        float amax = 0.f;
+#pragma unroll
+        for (int i = g * steps; i < (g + 1) * steps; ++i)
+            if (live)
+                amax = fmaxf(amax, nj_amax_vec(nj_advance(w, i * NJ_STEP),
+                                               nj_advance(b, i * NJ_STEP), r.v[i], c));
+        amax = nj_lanes_max<NJ_TPR>(amax);
+        const float scale = nj_scale_of(amax, p.min_scale);
+#pragma unroll
+        for (int i = g * steps; i < (g + 1) * steps; ++i)
+            if (live)
+                nj_out_vec(row.y + e0 + i * NJ_STEP, nj_advance(w, i * NJ_STEP),
+                           nj_advance(b, i * NJ_STEP), r.v[i], c, 1.f / scale);
+        if (live && s.lane == 0)
+            p.scales[row_index * p.scales_row_stride +
+                     ((e0 + g * steps * NJ_STEP) / NJ_GROUP) * p.scales_group_stride] = scale;
+    }
+#endif
+#else
 #pragma unroll
     for (int i = 0; i < NJ_NPT; ++i)
         if (live && nj_owns(i, s))
-            nj_norm_vec(yt + i * NJ_STEP, nj_advance(wt, i * NJ_STEP), nj_advance(bt, i * NJ_STEP),
-                        r.v[i], mean, rstd, w_offset);
-}
+            nj_out_vec(row.y + e0 + i * NJ_STEP, nj_advance(w, i * NJ_STEP),
+                       nj_advance(b, i * NJ_STEP), r.v[i], c, qinv);
 #endif
+}
+#else // NJ_STORAGE_STREAM
 
-// Per-row fp32 statistics for a backward pass, written once per row.
-__device__ __forceinline__ void nj_write_stats(float *rstd_out, float *mean_out, nj_i64 row,
-                                               float mean, float rstd, bool live, const nj_slot &s)
+// Write a row read again from memory (stream storage), one vector per step.
+// Token quantization first takes the amax in a pass of its own.
+__device__ __forceinline__ void nj_stream_store_row(const nj_params &p, const nj_row &row,
+                                                    const NJ_TW *b, nj_i64 row_index,
+                                                    const nj_norm_coef &c, bool live,
+                                                    const nj_slot &s, nj_reducer &red)
 {
-    if (live && s.lane == 0 && s.crank == 0) {
-        if (rstd_out)
-            rstd_out[row] = rstd;
-        if (mean_out)
-            mean_out[row] = mean;
+    const NJ_TW *w = (const NJ_TW *)p.w;
+    float qinv = 1.f;
+    (void)row_index;
+    (void)red;
+#if NJ_QUANT == NJ_QUANT_TENSOR
+    qinv = 1.f / *p.scale;
+#elif NJ_QUANT == NJ_QUANT_TOKEN
+    {
+        float amax[1] = {0.f};
+        if (live) {
+#pragma unroll 4
+            for (int j = s.lane; j < NJ_NV; j += NJ_TPR) {
+                const nj_i64 e = (nj_i64)j * NJ_VEC;
+                nj_xvec v;
+                nj_reload_input(v, row, e);
+                amax[0] = fmaxf(amax[0], nj_amax_vec(nj_advance(w, e), nj_advance(b, e), v, c));
+            }
+        }
+        nj_row_reduce<nj_max<1>>(amax, s, red);
+        if (p.scale)
+            amax[0] = fminf(amax[0], *p.scale);
+        const float scale = nj_scale_of(amax[0], p.min_scale);
+        qinv = 1.f / scale;
+        if (live && s.lane == 0)
+            p.scales[row_index * p.scales_row_stride] = scale;
+    }
+#endif
+    if (live) {
+#pragma unroll 4
+        for (int j = s.lane; j < NJ_NV; j += NJ_TPR) {
+            const nj_i64 e = (nj_i64)j * NJ_VEC;
+            nj_xvec v;
+            nj_reload_input(v, row, e);
+#if NJ_QUANT == NJ_QUANT_GROUP
+            // Stream storage only uses groups within the lanes of one step.
+            const float amax =
+                nj_lanes_max<NJ_GV>(nj_amax_vec(nj_advance(w, e), nj_advance(b, e), v, c));
+            const float scale = nj_scale_of(amax, p.min_scale);
+            nj_out_vec(row.y + e, nj_advance(w, e), nj_advance(b, e), v, c, 1.f / scale);
+            if ((s.lane % NJ_GV) == 0)
+                p.scales[row_index * p.scales_row_stride + (e / NJ_GROUP) * p.scales_group_stride] =
+                    scale;
+#else
+            nj_out_vec(row.y + e, nj_advance(w, e), nj_advance(b, e), v, c, qinv);
+#endif
+        }
     }
 }
-
-// The kernel signature shared by every op.
-#define NJ_KERNEL_PARAMS                                                                      \
-    const NJ_TX *x, NJ_TY *y, const NJ_TW *w, const NJ_TW *b, float *rstd_out,               \
-        float *mean_out, nj_i64 rows, nj_i64 x_stride, nj_i64 y_stride, float eps,           \
-        float w_offset
+#endif
 
 // Rows are handed out in groups of NJ_RPC, one group per CTA (cluster) at a
 // time; a grid smaller than the number of groups loops.
 #define NJ_FOR_EACH_ROW_GROUP(g)                                                              \
-    for (nj_i64 g = blockIdx.x / NJ_CLUSTER, groups_ = (rows + NJ_RPC - 1) / NJ_RPC; g < groups_; \
-         g += gridDim.x / NJ_CLUSTER)
+    for (nj_i64 g = blockIdx.x / NJ_CLUSTER, groups_ = (p.rows + NJ_RPC - 1) / NJ_RPC;       \
+         g < groups_; g += gridDim.x / NJ_CLUSTER)

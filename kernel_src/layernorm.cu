@@ -1,29 +1,54 @@
 // LayerNorm forward: y = (x - mean) * rsqrt(var + eps) * (w + w_offset) + b,
-// with the biased variance.
+// with the biased variance; and the fused residual add (NJ_ADD: x is
+// replaced by the rounded sum x + residual, which is also written out).
 //
 // Work split as in rmsnorm.cu. Register storage computes the mean, then the
 // variance as the mean of (x - mean)^2 over the values still in registers
-// (two reductions, no cancellation). Stream storage makes one pass of sums shifted by the row's first element,
-// which keeps E[d^2] - E[d]^2 accurate when the mean is large against the
-// spread, then a second pass for the output.
+// (two reductions, no cancellation). Stream storage makes one pass of sums
+// shifted by the row's first element, which keeps E[d^2] - E[d]^2 accurate
+// when the mean is large against the spread, then a second pass for the
+// output.
 // Knobs: NJ_VEC, NJ_TPR, NJ_RPC, NJ_CLUSTER, NJ_MIN_CTAS, NJ_STORAGE (see common.cuh).
+#ifndef NJ_RENDERED
+#include "common.cuh"
+#endif
 
-extern "C" __global__ void NJ_BOUNDS NJ_CLUSTER_ATTR
-NJ_KERNEL_NAME(NJ_KERNEL_PARAMS)
+#if NJ_STORAGE == NJ_STORAGE_STREAM
+// The row's first input element, read by every thread before any of them
+// writes: with the fused add in place, the sum overwrites the residual.
+__device__ __forceinline__ float nj_shift_of(const nj_row &r, bool live)
+{
+    float shift = 0.f;
+    if (live) {
+#if NJ_ADD
+        shift = nj_round_to<NJ_TR>(nj_to_f32(r.x[0]) + nj_to_f32(r.res[0]));
+#else
+        shift = nj_to_f32(r.x[0]);
+#endif
+    }
+#if NJ_ADD
+    __syncthreads();
+#endif
+    return shift;
+}
+#endif
+
+extern "C" __global__ void NJ_BOUNDS NJ_CLUSTER_ATTR NJ_KERNEL_NAME(const nj_params p)
 {
     const nj_slot s = nj_slot_of_thread();
     nj_reducer red = {0};
+    nj_pdl_wait();
+    nj_pdl_release();
     NJ_FOR_EACH_ROW_GROUP(g)
     {
         const nj_i64 row = g * NJ_RPC + s.rloc;
-        const bool live = row < rows;
-        const NJ_TX *xr = x + row * x_stride;
-        NJ_TY *yr = y + row * y_stride;
+        const bool live = row < p.rows;
+        const nj_row rr = nj_row_at(p, row);
 
 #if NJ_STORAGE == NJ_STORAGE_REG
         const nj_i64 off = nj_thread_offset(s);
         nj_row_regs r;
-        nj_load_row(r, xr + off, live, s);
+        nj_load_row(r, rr, off, live, s);
         float sum[1] = {0.f};
 #pragma unroll
         for (int i = 0; i < NJ_NPT; ++i) {
@@ -46,18 +71,18 @@ NJ_KERNEL_NAME(NJ_KERNEL_PARAMS)
             }
         }
         nj_row_reduce<nj_sum<1>>(sq, s, red);
-        const float rstd = rsqrtf(sq[0] / NJ_H + eps);
+        const float rstd = rsqrtf(sq[0] / NJ_H + p.eps);
+        const nj_norm_coef c = {mean, rstd, p.w_offset};
         nj_refresh_row(r, rstd);
-        nj_store_row(r, yr + off, nj_advance(w, off), nj_advance(b, off), mean, rstd, w_offset,
-                     live, s);
+        nj_store_row(r, p, rr, (const NJ_TW *)p.b, row, off, c, live, s, red);
 #else
-        const float shift = live ? nj_to_f32(xr[0]) : 0.f;
+        const float shift = nj_shift_of(rr, live);
         float sums[2] = {0.f, 0.f};
         if (live) {
 #pragma unroll 4
             for (int j = s.lane; j < NJ_NV; j += NJ_TPR) {
                 nj_xvec v;
-                nj_load(v, xr + (nj_i64)j * NJ_VEC);
+                nj_load_input(v, rr, (nj_i64)j * NJ_VEC);
 #pragma unroll
                 for (int k = 0; k < NJ_VEC; ++k) {
                     const float d = nj_to_f32(v.v[k]) - shift;
@@ -70,18 +95,11 @@ NJ_KERNEL_NAME(NJ_KERNEL_PARAMS)
         const float dmean = sums[0] / NJ_H;
         const float mean = shift + dmean;
         const float var = fmaxf(sums[1] / NJ_H - dmean * dmean, 0.f);
-        const float rstd = rsqrtf(var + eps);
-        if (live) {
-#pragma unroll 4
-            for (int j = s.lane; j < NJ_NV; j += NJ_TPR) {
-                const nj_i64 e = (nj_i64)j * NJ_VEC;
-                nj_xvec v;
-                nj_load(v, xr + e);
-                nj_norm_vec(yr + e, nj_advance(w, e), nj_advance(b, e), v, mean, rstd, w_offset);
-            }
-        }
+        const float rstd = rsqrtf(var + p.eps);
+        const nj_norm_coef c = {mean, rstd, p.w_offset};
+        nj_stream_store_row(p, rr, (const NJ_TW *)p.b, row, c, live, s, red);
 #endif
-        nj_write_stats(rstd_out, mean_out, row, mean, rstd, live, s);
+        nj_write_stats(p.rstd, p.mean, row, mean, rstd, live, s);
     }
     nj_cluster_exit();
 }

@@ -2,12 +2,12 @@
 
 #include "cache_entry.h"
 #include "cache_key.h"
+#include "paths.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
-#include <pwd.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,56 +57,11 @@ static void warn_once(nj_disk_cache *c, unsigned kind, const char *fmt, ...)
     nj_log(c->log, NORMJIT_LOG_WARN, "%s", msg);
 }
 
-static char *join(const char *a, const char *b)
-{
-    size_t la = strlen(a), lb = strlen(b);
-    char *p = malloc(la + lb + 2);
-    if (p) {
-        memcpy(p, a, la);
-        p[la] = '/';
-        memcpy(p + la + 1, b, lb + 1);
-    }
-    return p;
-}
-
 int nj_disk_cache_resolve(const char *explicit_dir, char **out)
 {
-    const char *base = NULL, *suffix = NULL;
-    char *path, cwd[PATH_MAX];
-
-    *out = NULL;
-    if (explicit_dir && *explicit_dir)
-        base = explicit_dir;
-    else if ((base = getenv("NORMJIT_CACHE_DIR")) && *base)
-        ;
-    else if ((base = getenv("XDG_CACHE_HOME")) && *base == '/')
-        suffix = "normjit";
-    else {
-        struct passwd *pw;
-        base = getenv("HOME");
-        if ((!base || !*base) && (pw = getpwuid(geteuid())) != NULL)
-            base = pw->pw_dir;
-        if (!base || !*base)
-            return nj_fail(NORMJIT_EIO,
-                           "no kernel cache directory: set NORMJIT_CACHE_DIR (HOME is not set)");
-        suffix = ".cache/normjit";
-    }
-    path = suffix ? join(base, suffix) : strdup(base);
-    if (path && path[0] != '/') {
-        char *abs;
-        if (!getcwd(cwd, sizeof cwd)) {
-            free(path);
-            return nj_fail(NORMJIT_EIO, "cannot resolve relative cache directory: %s",
-                           strerror(errno));
-        }
-        abs = join(cwd, path);
-        free(path);
-        path = abs;
-    }
-    if (!path)
-        return nj_fail(NORMJIT_ENOMEM, "out of memory");
-    *out = path;
-    return NORMJIT_OK;
+    int status = nj_user_path(explicit_dir, "NORMJIT_CACHE_DIR", "XDG_CACHE_HOME", "normjit",
+                              ".cache/normjit", out);
+    return status == NORMJIT_OK ? status : nj_fail_prefix(status, "no kernel cache directory");
 }
 
 int nj_disk_cache_open(const char *root, const nj_logger *log, nj_disk_cache **out)
@@ -314,7 +269,7 @@ static int write_all(nj_disk_cache *c, int fd, const char *data, size_t len)
     return 0;
 }
 
-void nj_disk_cache_store(nj_disk_cache *c, const char *target, const char *digest,
+int nj_disk_cache_store(nj_disk_cache *c, const char *target, const char *digest,
                          const char *key, size_t key_len, const void *payload,
                          size_t payload_len)
 {
@@ -324,7 +279,8 @@ void nj_disk_cache_store(nj_disk_cache *c, const char *target, const char *diges
     const char *step = "encode";
 
     if (!nj_disk_cache_usable(c) || !c->writable)
-        return;
+        return nj_fail(NORMJIT_EIO, "kernel cache directory %s is not %s", c->root,
+                       nj_disk_cache_usable(c) ? "writable" : "usable");
     nj_disk_cache_entry_path(c->root, target, digest, path, sizeof path);
     if (nj_entry_encode(key, key_len, payload, payload_len, &entry) != NORMJIT_OK) {
         errno = ENOMEM;
@@ -356,7 +312,7 @@ void nj_disk_cache_store(nj_disk_cache *c, const char *target, const char *diges
     if (c->io.rename(tmp, path) != 0)
         goto fail_unlink;
     nj_buf_free(&entry);
-    return;
+    return NORMJIT_OK;
 
 fail_unlink:
     saved = errno;
@@ -369,7 +325,9 @@ fail:
               "cannot store a kernel in cache directory %s (%s: %s); compiled kernels that "
               "fail to store are kept in memory only",
               c->root, step, strerror(errno));
+    saved = errno;
     nj_buf_free(&entry);
+    return nj_fail(NORMJIT_EIO, "cannot store %s (%s: %s)", path, step, strerror(saved));
 }
 
 void nj_disk_cache_remove(nj_disk_cache *c, const char *target, const char *digest)

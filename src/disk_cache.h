@@ -50,8 +50,11 @@ void nj_disk_cache_set_io(nj_disk_cache *c, const nj_disk_io *io);
 int nj_disk_cache_load(nj_disk_cache *c, const char *target, const char *digest,
                        const char *key, size_t key_len, nj_buf *payload);
 
-/* Store an entry (best effort: a failure is warned about once, never returned). */
-void nj_disk_cache_store(nj_disk_cache *c, const char *target, const char *digest,
+/*
+ * Store an entry. A failure is warned about once and returned (NORMJIT_EIO
+ * with the path and the reason); the caller keeps its image either way.
+ */
+int nj_disk_cache_store(nj_disk_cache *c, const char *target, const char *digest,
                          const char *key, size_t key_len, const void *payload,
                          size_t payload_len);
 

@@ -1,35 +1,30 @@
 /*
- * The context's kernels in memory.
+ * The kernels of a context in memory: modules built once per variant, and
+ * the launch records a call finds by its request key.
  *
  * A call's request key (variant.h) maps to an immutable nj_launch through an
  * open-addressing table of atomic pointers: a cached call is one lookup with
- * acquire loads, no lock and no allocation. Misses take the context's build
- * lock only to coordinate: each distinct variant is compiled or loaded by
- * one thread while others that need it wait, and different variants build
- * in parallel. A table that fills up is replaced by a larger copy; the old
- * one stays allocated until the context is destroyed, since a launching
- * thread may still be reading it.
+ * acquire loads, no lock and no allocation. Misses take the table's lock
+ * only to coordinate: each distinct variant is built and loaded by one
+ * thread while others that need it wait, and different variants build in
+ * parallel. A table that fills up is replaced by a larger copy; the old one
+ * stays allocated until the table is freed, since a launching thread may
+ * still be reading it.
+ *
+ * The owner hands in the driver (NULL: compile-only, nothing is loaded) and
+ * the builder; the table knows nothing about plans or contexts.
  */
 #ifndef NJ_KERNELS_H
 #define NJ_KERNELS_H
 
+#include "build.h"
 #include "driver.h"
-#include "plan.h"
+#include "launch.h"
 
 #include <cuda.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
-
-typedef struct nj_launch {
-    uint64_t key;          /* nj_request_key() */
-    CUfunction fn;
-    unsigned threads;      /* per CTA */
-    unsigned rpc;          /* rows per CTA */
-    unsigned cluster;      /* CTAs per cluster */
-    unsigned max_groups;   /* most row groups (clusters) in one grid */
-    struct nj_launch *all; /* every launch of the context, for destroy */
-} nj_launch;
 
 typedef struct nj_table {
     size_t mask;
@@ -42,6 +37,7 @@ typedef struct nj_module {
     nj_variant v;
     CUmodule module;   /* NULL in a compile-only context */
     CUfunction fn;
+    int cached;        /* its image was in the disk cache after building */
     struct nj_module *next;
 } nj_module;
 
@@ -52,18 +48,26 @@ typedef struct nj_inflight {
 
 typedef struct nj_kernels {
     _Atomic(nj_table *) table;
+    const nj_driver *drv; /* NULL: compile-only */
+    nj_builder *builder;
+    const nj_logger *log;
     pthread_mutex_t mu;
     pthread_cond_t cv;
     nj_module *modules;
     nj_inflight *inflight;
     nj_launch *launches;
+    atomic_uint warned;
 } nj_kernels;
 
-/* What getting a kernel took. */
-enum { NJ_GOT_IN_MEMORY = 0, NJ_GOT_FROM_DISK = 1, NJ_GOT_COMPILED = 2 };
+/* How a kernel was got (build.h's NJ_GOT_*), and whether the disk cache holds it. */
+typedef struct nj_got {
+    int how;
+    int cached;
+} nj_got;
 
-int nj_kernels_init(nj_kernels *k);
-/* Free everything; modules are unloaded by the caller (ctx.c) first. */
+int nj_kernels_init(nj_kernels *k, const nj_driver *drv, nj_builder *builder,
+                    const nj_logger *log);
+/* Unload every module (the bound CUDA context must be current), then free everything. */
 void nj_kernels_free(nj_kernels *k);
 
 static inline uint64_t nj_key_hash(uint64_t key)
@@ -84,26 +88,17 @@ static inline const nj_launch *nj_kernels_find(nj_kernels *k, uint64_t key)
     }
 }
 
-struct normjit_ctx;
-
-/* Fill a launch for a plan whose kernel is `fn` (sm_count sizes a persistent grid). */
-void nj_launch_init(nj_launch *e, uint64_t key, const nj_plan *p, CUfunction fn, int sm_count);
-
-/* Launch `e` on `stream` for checked arguments (row strides already resolved). */
-CUresult nj_launch_run(const nj_driver *drv, const nj_launch *e, const normjit_norm_args *a,
-                       CUstream stream);
+/*
+ * The kernel of `v`, built and loaded once per table (other threads asking
+ * for it meanwhile wait). *fn is NULL in a compile-only table, where building
+ * only makes sure the image is in the disk cache. `got` may be NULL.
+ */
+int nj_kernels_get(nj_kernels *k, const nj_variant *v, CUfunction *fn, nj_got *got);
 
 /*
- * The miss path: plan the request, compile or load its variant (once per
- * context), publish the launch and return it. A compile-only context only
- * makes sure the variant is in the disk cache, and returns *out = NULL.
- * `variant` and `got` (each may be NULL) receive the planned variant and NJ_GOT_*.
+ * Publish `e` (a filled record; copied) for its key, unless a launch for the
+ * key is there already; *out is the table's record either way.
  */
-int nj_kernels_get(struct normjit_ctx *ctx, const nj_request *r, const nj_launch **out,
-                   nj_variant *variant, int *got);
-
-/* Like nj_kernels_get for an explicit variant, without publishing a launch (the tuner's path). */
-int nj_kernels_get_variant(struct normjit_ctx *ctx, const nj_variant *v, CUfunction *fn,
-                           int *got);
+int nj_kernels_publish(nj_kernels *k, const nj_launch *e, const nj_launch **out);
 
 #endif

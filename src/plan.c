@@ -31,44 +31,51 @@ static int64_t ceil_div(int64_t a, int64_t b)
     return (a + b - 1) / b;
 }
 
-static void base_variant(const nj_request *r, nj_plan *out)
+static void base_plan(const nj_request *r, nj_plan *out)
 {
-    nj_variant *v = &out->v;
-    v->op = r->op;
-    v->tx = r->tx;
-    v->ty = r->ty;
-    v->tw = r->tw;
-    v->hidden = r->hidden;
-    v->k.vec = r->vec;
-    v->k.tpr = 1;
-    v->k.rpc = 1;
-    v->k.cluster = 1;
-    v->k.storage = NJ_STORAGE_REG;
-    v->k.occ = 0;
+    nj_knobs *k = &out->v.k;
+    out->v.s = r->s;
+    k->vec = r->vec;
+    k->tpr = 1;
+    k->rpc = 1;
+    k->cluster = 1;
+    k->storage = NJ_STORAGE_REG;
+    k->occ = 0;
     out->ctas_per_sm = 0;
+}
+
+static int is_layernorm(int op)
+{
+    return op == NORMJIT_OP_LAYERNORM || op == NORMJIT_OP_ADD_LAYERNORM;
+}
+
+/* Rows per CTA for CTAs of about NJ_TARGET_CTA_THREADS threads. */
+static int rpc_for(int tpr)
+{
+    return tpr < NJ_TARGET_CTA_THREADS ? NJ_TARGET_CTA_THREADS / tpr : 1;
 }
 
 void nj_plan_heuristic(const nj_request *r, int arch, nj_plan *out)
 {
     nj_knobs *k = &out->v.k;
-    const int vec_bytes = r->vec * nj_dtype_size(r->tx);
-    const int64_t nv = r->hidden / r->vec, row_bytes = r->hidden * nj_dtype_size(r->tx);
+    const int sx = nj_dtype_size(nj_spec_input_dtype(&r->s)), vec_bytes = r->vec * sx;
+    const int64_t nv = r->s.hidden / r->vec, row_bytes = r->s.hidden * sx;
     const int64_t max_npt = NJ_MAX_THREAD_BYTES / vec_bytes > 0 ? NJ_MAX_THREAD_BYTES / vec_bytes : 1;
+    const int ln = is_layernorm(r->s.op);
     int64_t tpr;
 
-    base_variant(r, out);
+    base_plan(r, out);
     if (row_bytes <= NJ_SHORT_ROW_BYTES) {
         tpr = ceil_div(nv, NJ_SHORT_ROW_VECTORS);
     } else if (row_bytes <= NJ_MID_ROW_BYTES) {
-        tpr = ceil_div(nv, r->op == NORMJIT_OP_LAYERNORM ? 4 : 3);
-    } else if (r->op == NORMJIT_OP_RMSNORM && ceil_div(nv, NJ_MAX_CTA_THREADS) <= max_npt) {
+        tpr = ceil_div(nv, ln ? 4 : 3);
+    } else if (!ln && ceil_div(nv, NJ_MAX_CTA_THREADS) <= max_npt) {
         tpr = NJ_MAX_CTA_THREADS;
     } else {
         int64_t cl = ceil_div(nv, NJ_MAX_CTA_THREADS * max_npt);
-        tpr = r->op == NORMJIT_OP_LAYERNORM && row_bytes <= 2 * NJ_MID_ROW_BYTES
-                  ? NJ_MAX_CTA_THREADS / 2
-                  : NJ_MAX_CTA_THREADS;
-        if (r->op == NORMJIT_OP_RMSNORM && arch >= 90 && cl <= NJ_MAX_CLUSTER) {
+        tpr = ln && row_bytes <= 2 * NJ_MID_ROW_BYTES ? NJ_MAX_CTA_THREADS / 2
+                                                      : NJ_MAX_CTA_THREADS;
+        if (!ln && arch >= 90 && cl <= NJ_MAX_CLUSTER) {
             k->cluster = (int)cl;
             tpr = ceil_div(ceil_div(nv, cl), max_npt);
         } else {
@@ -76,28 +83,62 @@ void nj_plan_heuristic(const nj_request *r, int arch, nj_plan *out)
         }
     }
     k->tpr = nj_legal_tpr(tpr < NJ_MAX_CTA_THREADS ? tpr : NJ_MAX_CTA_THREADS);
-    if (k->tpr < NJ_TARGET_CTA_THREADS)
-        k->rpc = NJ_TARGET_CTA_THREADS / k->tpr;
+    k->rpc = rpc_for(k->tpr);
     if (k->tpr >= 512 && row_bytes > NJ_MID_ROW_BYTES)
         k->occ = nj_plan_occ_target(&out->v);
+    nj_plan_fit(out, arch);
+}
+
+void nj_plan_fit(nj_plan *p, int arch)
+{
+    nj_knobs *k = &p->v.k;
+    const int64_t row_bytes = p->v.s.hidden * nj_dtype_size(nj_spec_input_dtype(&p->v.s));
+    const int gv = p->v.s.group / k->vec;
+    int64_t tpr;
+
+    if (p->v.s.quant != NORMJIT_QUANT_GROUP || nj_variant_check(&p->v, arch) == NORMJIT_OK)
+        return;
+    k->cluster = 1;
+    k->occ = 0;
+    if (gv <= 32) {
+        /* A group within the lanes of one step: tpr a multiple of the group's vectors (a power
+           of two up to 32, or a multiple of 32), at least the layout's and enough threads to
+           hold the row in registers, else two passes. */
+        tpr = k->tpr > gv ? k->tpr : gv;
+        if (k->storage == NJ_STORAGE_REG && tpr < ceil_div(row_bytes, 2 * NJ_MAX_THREAD_BYTES))
+            tpr = ceil_div(row_bytes, 2 * NJ_MAX_THREAD_BYTES);
+        tpr = nj_legal_tpr(tpr);
+        if (!tpr) {
+            tpr = NJ_MAX_CTA_THREADS;
+            k->storage = NJ_STORAGE_STREAM;
+        }
+        k->tpr = (int)tpr;
+    } else {
+        /* A group longer than a warp's lanes (narrow vectors): a warp's lanes over several
+           steps, in registers. */
+        k->tpr = 32;
+        k->storage = NJ_STORAGE_REG;
+    }
+    k->rpc = rpc_for(k->tpr);
 }
 
 static int add_layout(nj_knobs *out, int n, int max, const nj_knobs *k)
 {
     int i;
     for (i = 0; i < n; i++)
-        if (out[i].tpr == k->tpr && out[i].cluster == k->cluster && out[i].storage == k->storage)
+        if (nj_knobs_same_layout(&out[i], k))
             return n;
     if (n < max)
         out[n++] = *k;
     return n;
 }
 
-int nj_plan_layouts(const nj_request *r, int arch, nj_knobs *out, int max)
+/* Every layout (tpr, cluster, storage) worth measuring for `r`. */
+static int layouts(const nj_request *r, int arch, nj_knobs *out, int max)
 {
     static const int npts[] = {1, 2, 3, 4, 6, 8, 12, 16};
-    const int sx = nj_dtype_size(r->tx), vec_bytes = r->vec * sx;
-    const int64_t nv = r->hidden / r->vec, row_bytes = r->hidden * sx;
+    const int sx = nj_dtype_size(nj_spec_input_dtype(&r->s)), vec_bytes = r->vec * sx;
+    const int64_t nv = r->s.hidden / r->vec, row_bytes = r->s.hidden * sx;
     nj_knobs k;
     int n = 0, cl;
     size_t i;
@@ -128,21 +169,8 @@ int nj_plan_layouts(const nj_request *r, int arch, nj_knobs *out, int max)
     return n;
 }
 
-int nj_plan_occ_target(const nj_variant *v)
-{
-    /* Registers a thread needs: its share of x plus about 24 for everything
-       else, and never fewer than 40 (below that the compiler spills). */
-    const int threads = v->k.tpr * v->k.rpc;
-    const int data_regs =
-        nj_variant_vectors_per_thread(v) * v->k.vec * nj_dtype_size(v->tx) / 4;
-    const int regs = data_regs + 24 > 40 ? data_regs + 24 : 40;
-    int occ = 65536 / (threads * regs);
-    if (occ > NJ_MAX_SM_THREADS / threads)
-        occ = NJ_MAX_SM_THREADS / threads;
-    return occ >= 2 ? occ : 0;
-}
-
-int nj_plan_rpc_options(int tpr, int *out)
+/* Rows per CTA to try with `tpr` threads per row: CTAs of 128 to 512 threads. */
+static int rpc_options(int tpr, int *out)
 {
     int n = 0, threads;
     if (tpr >= NJ_TARGET_CTA_THREADS) {
@@ -152,4 +180,62 @@ int nj_plan_rpc_options(int tpr, int *out)
     for (threads = NJ_TARGET_CTA_THREADS; threads <= 512; threads *= 2)
         out[n++] = threads / tpr;
     return n;
+}
+
+#define NJ_MAX_LAYOUTS 64
+
+int nj_plan_candidates(const nj_request *r, int arch, const nj_knobs *layout, nj_variant *out,
+                       int max)
+{
+    nj_knobs lay[NJ_MAX_LAYOUTS];
+    int n_layouts, i, j, n = 0, rpcs[4], n_rpc;
+    if (layout) {
+        lay[0] = *layout;
+        n_layouts = 1;
+    } else {
+        n_layouts = layouts(r, arch, lay, NJ_MAX_LAYOUTS);
+    }
+    for (i = 0; i < n_layouts; i++) {
+        n_rpc = rpc_options(lay[i].tpr, rpcs);
+        for (j = 0; j < n_rpc && n < max; j++) {
+            nj_variant v;
+            int occ;
+            v.s = r->s;
+            v.k = lay[i];
+            v.k.rpc = lay[i].cluster > 1 ? 1 : rpcs[j];
+            v.k.occ = 0;
+            if (nj_variant_check(&v, arch) != NORMJIT_OK)
+                continue;
+            out[n++] = v;
+            /* The same with an occupancy asked of the compiler. */
+            if ((occ = nj_plan_occ_target(&v)) > 0 && n < max) {
+                v.k.occ = occ;
+                out[n++] = v;
+            }
+        }
+    }
+    return n;
+}
+
+int nj_plan_grid_options(int bucket, int *out, int max)
+{
+    static const int options[] = {0, 2, 8};
+    int n = bucket == NJ_BUCKET_DECODE ? 1 : 3, i; /* a few rows never fill a persistent grid */
+    for (i = 0; i < n && i < max; i++)
+        out[i] = options[i];
+    return i;
+}
+
+int nj_plan_occ_target(const nj_variant *v)
+{
+    /* Registers a thread needs: its share of x plus about 24 for everything
+       else, and never fewer than 40 (below that the compiler spills). */
+    const int threads = v->k.tpr * v->k.rpc;
+    const int data_regs =
+        nj_variant_vectors_per_thread(v) * v->k.vec * nj_dtype_size(nj_spec_input_dtype(&v->s)) / 4;
+    const int regs = data_regs + 24 > 40 ? data_regs + 24 : 40;
+    int occ = 65536 / (threads * regs);
+    if (occ > NJ_MAX_SM_THREADS / threads)
+        occ = NJ_MAX_SM_THREADS / threads;
+    return occ >= 2 ? occ : 0;
 }

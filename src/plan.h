@@ -1,9 +1,11 @@
 /*
- * Choosing a variant for a request.
+ * Choosing knobs: the heuristic for requests no tuning table covers, the
+ * tuner's search space, and fitting a layout to an epilogue.
  *
  * Batch invariance: the knobs that fix a row's reduction order (vec, tpr,
- * cluster, storage) depend on the op, dtypes, hidden size and alignment only,
- * never on the row count. Buckets may differ only in rpc and grid size.
+ * cluster, storage: nj_knobs_same_layout) depend on the op, dtypes, hidden
+ * size and alignment only, never on the row count. Buckets may differ only
+ * in rpc, occupancy and grid size.
  */
 #ifndef NJ_PLAN_H
 #define NJ_PLAN_H
@@ -17,18 +19,30 @@ int nj_legal_tpr(int64_t t);
 void nj_plan_heuristic(const nj_request *r, int arch, nj_plan *out);
 
 /*
- * The tuner's search space. Layouts fix the reduction (tpr, cluster,
- * storage; vec is the request's): returns how many were written (at most
- * max). Rows per CTA to try for a layout: returns how many (at most 3).
- * Grid sizes (ctas_per_sm) are a launch-time choice the tuner adds.
+ * Make a plan's layout fit its epilogue (group quantization needs whole
+ * groups per lane set): changes tpr and rpc only as a function of the spec
+ * and vec, never of the bucket, so batch invariance holds. A plan that
+ * already fits is left alone.
  */
-int nj_plan_layouts(const nj_request *r, int arch, nj_knobs *out, int max);
-int nj_plan_rpc_options(int tpr, int *out);
+void nj_plan_fit(nj_plan *p, int arch);
+
+/*
+ * The tuner's search space for `r` (one list for `normjit tune` and
+ * `--explore`): every legal variant of every layout (threads per row,
+ * cluster, storage; vec is the request's), each with its rows-per-CTA
+ * options and with and without an occupancy asked of the compiler. With
+ * `layout` not NULL, only that layout (the ops that share another op's
+ * layout). Returns how many were written (at most max).
+ */
+int nj_plan_candidates(const nj_request *r, int arch, const nj_knobs *layout, nj_variant *out,
+                       int max);
+/* The grid sizes (ctas_per_sm: 0 is one CTA per row group) worth trying for a bucket. */
+int nj_plan_grid_options(int bucket, int *out, int max);
+
 /*
  * The occupancy to ask the compiler for (occ knob): the CTAs per SM that fit
  * if a thread uses about 24 registers beyond its share of the row (at least
- * 40 in all); 0 when
- * that is under two (nothing to ask for).
+ * 40 in all); 0 when that is under two (nothing to ask for).
  */
 int nj_plan_occ_target(const nj_variant *v);
 

@@ -6,12 +6,11 @@
 #include "templates.h"
 #include "variant.h"
 
-#define NJ_KERNEL_NAME_MAX 128
-
 /*
  * Write the complete, self-contained source of `v` into `source` (the knobs
- * as #defines, common.cuh, then the op's template) and its kernel name into
- * `name`. The hidden size and every knob become compile-time constants.
+ * and the op's switches as #defines, params.h, common.cuh, then the op's
+ * template) and its kernel name into `name`. The hidden size and every knob
+ * become compile-time constants.
  */
 int nj_render(const nj_templates *t, const nj_variant *v, nj_buf *source,
               char name[NJ_KERNEL_NAME_MAX]);

@@ -1,9 +1,10 @@
 #include "tuning.h"
 
+#include "paths.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <pthread.h>
-#include <pwd.h>
 #include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,11 +32,22 @@ void nj_tuning_free(nj_tuning *t)
     free(t);
 }
 
+void nj_tuning_record_request(const nj_tuning_record *rec, nj_request *r)
+{
+    nj_request_of_variant(&rec->plan.v, rec->bucket, r);
+}
+
+static int same_config(const nj_tuning_record *a, const nj_tuning_record *b)
+{
+    nj_request x, y;
+    nj_tuning_record_request(a, &x);
+    nj_tuning_record_request(b, &y);
+    return nj_request_same_config(&x, &y);
+}
+
 static int same_slot(const nj_tuning_record *a, const nj_tuning_record *b)
 {
-    const nj_variant *x = &a->plan.v, *y = &b->plan.v;
-    return x->op == y->op && x->tx == y->tx && x->ty == y->ty && x->tw == y->tw &&
-           x->hidden == y->hidden && x->k.vec == y->k.vec && a->bucket == b->bucket;
+    return same_config(a, b) && a->bucket == b->bucket;
 }
 
 int nj_tuning_put(nj_tuning *t, const nj_tuning_record *r)
@@ -103,24 +115,25 @@ static int parse_bucket(const char *s)
 
 static int parse_record(char *line, nj_tuning_record *r, const char **why)
 {
-    char *w[14];
+    char *w[16];
     long long v[8];
     char *end;
-    int i;
+    int i, n;
     nj_variant *x = &r->plan.v;
 
     memset(r, 0, sizeof *r);
-    if (split(line, w, 14) != 14)
-        return (*why = "expected 14 fields: " NJ_TUNING_FIELDS), 0;
-    x->op = nj_op_parse(w[0]);
-    x->tx = nj_dtype_parse(w[1]);
-    x->ty = nj_dtype_parse(w[2]);
-    x->tw = nj_dtype_parse(w[3]);
-    if (!x->op || !x->tx || !x->ty || !x->tw)
+    n = split(line, w, 15);
+    if (n != 14 && n != 15)
+        return (*why = "expected 14 fields (" NJ_TUNING_FIELDS_V1 ") or 15 (and the epilogue)"), 0;
+    x->s.op = nj_op_parse(w[0]);
+    x->s.tx = nj_dtype_parse(w[1]);
+    x->s.ty = nj_dtype_parse(w[2]);
+    x->s.tw = nj_dtype_parse(w[3]);
+    if (!x->s.op || !x->s.tx || !x->s.ty || !x->s.tw)
         return (*why = "unknown op or dtype"), 0;
     if (!parse_ll(w[4], 1, NJ_MAX_HIDDEN, &v[0]))
         return (*why = "bad hidden size"), 0;
-    x->hidden = v[0];
+    x->s.hidden = v[0];
     if ((r->bucket = parse_bucket(w[5])) < 0)
         return (*why = "bucket must be decode, prefill or large"), 0;
     for (i = 0; i < 4; i++)
@@ -146,6 +159,8 @@ static int parse_record(char *line, nj_tuning_record *r, const char **why)
     r->us = strtod(w[13], &end);
     if (*end || errno || !(r->us >= 0) || r->us > 1e12)
         return (*why = "bad time"), 0;
+    if (n == 15 && !nj_spec_parse_epilogue_word(w[14], &x->s))
+        return (*why = "bad epilogue (\"-\" or words like r=bf16,q=group128,p2,c=llama)"), 0;
     return 1;
 }
 
@@ -205,7 +220,7 @@ static int parse_header(nj_tuning *t, const char *line, int *fields_seen, const 
             snprintf(t->templates, sizeof t->templates, "%s", value);
         break;
     default:
-        if (strcmp(value, NJ_TUNING_FIELDS))
+        if (strcmp(value, NJ_TUNING_FIELDS) && strcmp(value, NJ_TUNING_FIELDS_V1))
             *why = "unsupported fields line (expected \"" NJ_TUNING_FIELDS "\")";
         else
             *fields_seen = 1;
@@ -214,27 +229,56 @@ static int parse_header(nj_tuning *t, const char *line, int *fields_seen, const 
 }
 
 /*
- * Batch invariance: the buckets of one (op, dtypes, hidden, vec) must share
- * the knobs that fix the reduction order.
+ * Batch invariance: the buckets of one configuration must share the knobs
+ * that fix the reduction order.
  */
 static int check_invariance(const nj_tuning *t)
 {
     size_t i, j;
     for (i = 0; i < t->n; i++)
         for (j = i + 1; j < t->n; j++) {
-            const nj_variant *a = &t->records[i].plan.v, *b = &t->records[j].plan.v;
-            if (a->op == b->op && a->tx == b->tx && a->ty == b->ty && a->tw == b->tw &&
-                a->hidden == b->hidden && a->k.vec == b->k.vec &&
-                (a->k.tpr != b->k.tpr || a->k.cluster != b->k.cluster ||
-                 a->k.storage != b->k.storage))
+            const nj_tuning_record *a = &t->records[i], *b = &t->records[j];
+            if (same_config(a, b) && !nj_knobs_same_layout(&a->plan.v.k, &b->plan.v.k))
                 return nj_fail(NORMJIT_EFORMAT,
                                "line %d: record for %s %s hidden %lld differs from line %d in "
                                "tpr, cluster or storage; a row's result would depend on the row "
                                "count",
-                               t->records[j].line, nj_op_name(a->op), nj_dtype_name(a->tx),
-                               (long long)a->hidden, t->records[i].line);
+                               b->line, nj_op_name(a->plan.v.s.op),
+                               nj_dtype_name(a->plan.v.s.tx), (long long)a->plan.v.s.hidden,
+                               a->line);
         }
     return NORMJIT_OK;
+}
+
+/*
+ * Drop every record of a configuration that has an illegal one (knobs the
+ * table's architecture cannot run), so that its buckets never mix this
+ * table's layout with another source's.
+ */
+static void drop_illegal(nj_tuning *t)
+{
+    size_t i, j, kept = 0;
+    char *bad = calloc(t->n ? t->n : 1, 1);
+    if (!bad)
+        return; /* lookups then meet an illegal record: nj_variant_check refuses it at build */
+    for (i = 0; i < t->n; i++) {
+        if (nj_variant_check(&t->records[i].plan.v, t->device.cc) == NORMJIT_OK)
+            continue;
+        if (!t->dropped_why[0])
+            snprintf(t->dropped_why, sizeof t->dropped_why, "line %d: %s", t->records[i].line,
+                     normjit_last_error());
+        for (j = 0; j < t->n; j++)
+            if (same_config(&t->records[i], &t->records[j]))
+                bad[j] = 1;
+    }
+    for (i = 0; i < t->n; i++) {
+        if (bad[i])
+            t->dropped++;
+        else
+            t->records[kept++] = t->records[i];
+    }
+    t->n = kept;
+    free(bad);
 }
 
 int nj_tuning_parse(const char *text, size_t len, nj_tuning **out)
@@ -291,6 +335,8 @@ int nj_tuning_parse(const char *text, size_t len, nj_tuning **out)
                          fields_seen ? "" : " 'fields:'");
     if (status == NORMJIT_OK)
         status = check_invariance(t);
+    if (status == NORMJIT_OK)
+        drop_illegal(t);
     if (status != NORMJIT_OK) {
         nj_tuning_free(t);
         return status;
@@ -327,13 +373,18 @@ int nj_tuning_load(const char *path, nj_tuning **out)
 static int record_order(const void *pa, const void *pb)
 {
     const nj_tuning_record *a = pa, *b = pb;
-    const nj_variant *x = &a->plan.v, *y = &b->plan.v;
+    const nj_spec *x = &a->plan.v.s, *y = &b->plan.v.s;
+    char ex[96], ey[96];
     int d;
     if ((d = x->op - y->op) || (d = x->tx - y->tx) || (d = x->ty - y->ty) || (d = x->tw - y->tw))
         return d;
+    nj_spec_epilogue_word(x, ex, sizeof ex);
+    nj_spec_epilogue_word(y, ey, sizeof ey);
+    if ((d = strcmp(ex, ey)))
+        return d;
     if (x->hidden != y->hidden)
         return x->hidden < y->hidden ? -1 : 1;
-    if ((d = y->k.vec - x->k.vec))
+    if ((d = b->plan.v.k.vec - a->plan.v.k.vec))
         return d;
     return a->bucket - b->bucket;
 }
@@ -350,18 +401,21 @@ int nj_tuning_write(const nj_tuning *t, FILE *f)
     }
     fprintf(f,
             "# normjit tuning table, written by 'normjit tune'. One record per (op, dtypes,\n"
-            "# hidden size, vector width, row-count bucket); us is the median kernel time.\n"
+            "# epilogue, hidden size, vector width, row-count bucket); us is the median kernel\n"
+            "# time.\n"
             "device: %s\nsms: %d\ncc: %d\nmemory-mib: %lld\ndriver: %d\nlibrary: %s\n"
             "templates: %s\nfields: %s\n",
             t->device.name, t->device.sms, t->device.cc, t->device.memory_mib, t->device.driver,
             t->library, t->templates, NJ_TUNING_FIELDS);
     for (i = 0; i < t->n; i++) {
         const nj_variant *v = &sorted[i].plan.v;
-        fprintf(f, "%s %s %s %s %lld %s %d %d %d %d %d %s %d %.2f\n", nj_op_name(v->op),
-                nj_dtype_name(v->tx), nj_dtype_name(v->ty), nj_dtype_name(v->tw),
-                (long long)v->hidden, nj_bucket_name(sorted[i].bucket), v->k.vec, v->k.tpr,
+        char epi[96];
+        nj_spec_epilogue_word(&v->s, epi, sizeof epi);
+        fprintf(f, "%s %s %s %s %lld %s %d %d %d %d %d %s %d %.2f %s\n", nj_op_name(v->s.op),
+                nj_dtype_name(v->s.tx), nj_dtype_name(v->s.ty), nj_dtype_name(v->s.tw),
+                (long long)v->s.hidden, nj_bucket_name(sorted[i].bucket), v->k.vec, v->k.tpr,
                 v->k.rpc, v->k.cluster, v->k.occ, v->k.storage == NJ_STORAGE_REG ? "reg" : "stream",
-                sorted[i].plan.ctas_per_sm, sorted[i].us);
+                sorted[i].plan.ctas_per_sm, sorted[i].us, epi);
     }
     free(sorted);
     return ferror(f) ? nj_fail(NORMJIT_EIO, "cannot write tuning table") : NORMJIT_OK;
@@ -373,7 +427,7 @@ int nj_tuning_matches(const nj_tuning *t, const nj_device_key *d)
            t->device.cc == d->cc && t->device.memory_mib == d->memory_mib;
 }
 
-int nj_tuning_lookup(const nj_tuning *t, const nj_request *r, int arch, nj_plan *out)
+int nj_tuning_lookup(const nj_tuning *t, const nj_request *r, nj_plan *out)
 {
     /* The request's bucket, then the others, nearest first. */
     static const int order[NJ_BUCKETS][NJ_BUCKETS] = {
@@ -387,12 +441,9 @@ int nj_tuning_lookup(const nj_tuning *t, const nj_request *r, int arch, nj_plan 
     for (b = 0; b < NJ_BUCKETS; b++)
         for (i = 0; i < t->n; i++) {
             const nj_tuning_record *rec = &t->records[i];
-            const nj_variant *v = &rec->plan.v;
-            if (v->op == r->op && v->tx == r->tx && v->ty == r->ty && v->tw == r->tw &&
-                v->hidden == r->hidden && v->k.vec == r->vec &&
-                rec->bucket == order[r->bucket][b]) {
-                if (nj_variant_check(v, arch) != NORMJIT_OK)
-                    return 0;
+            nj_request have;
+            nj_tuning_record_request(rec, &have);
+            if (rec->bucket == order[r->bucket][b] && nj_request_same_config(&have, r)) {
                 *out = rec->plan;
                 return 1;
             }
@@ -421,29 +472,19 @@ void nj_tuning_file_name(const nj_device_key *d, char *out, size_t size)
 
 int nj_tuning_default_path(const nj_device_key *device, char **out)
 {
-    const char *dir = getenv("NORMJIT_TUNING_DIR"), *suffix = "";
-    char name[320];
+    char name[320], *dir;
     size_t size;
+    int status;
     *out = NULL;
-    if (!dir || !*dir) {
-        if ((dir = getenv("XDG_CONFIG_HOME")) && *dir == '/') {
-            suffix = "/normjit/tuning";
-        } else {
-            struct passwd *pw;
-            dir = getenv("HOME");
-            if ((!dir || !*dir) && (pw = getpwuid(geteuid())) != NULL)
-                dir = pw->pw_dir;
-            if (!dir || !*dir)
-                return nj_fail(NORMJIT_EIO, "no home directory for the tuning table");
-            suffix = "/.config/normjit/tuning";
-        }
-    }
+    if ((status = nj_user_path(NULL, "NORMJIT_TUNING_DIR", "XDG_CONFIG_HOME", "normjit/tuning",
+                               ".config/normjit/tuning", &dir)) != NORMJIT_OK)
+        return nj_fail_prefix(status, "tuning table");
     nj_tuning_file_name(device, name, sizeof name);
-    size = strlen(dir) + strlen(suffix) + strlen(name) + 2;
-    if (!(*out = malloc(size)))
-        return nj_fail(NORMJIT_ENOMEM, "out of memory");
-    snprintf(*out, size, "%s%s/%s", dir, suffix, name);
-    return NORMJIT_OK;
+    size = strlen(dir) + strlen(name) + 2;
+    if ((*out = malloc(size)) != NULL)
+        snprintf(*out, size, "%s/%s", dir, name);
+    free(dir);
+    return *out ? NORMJIT_OK : nj_fail(NORMJIT_ENOMEM, "out of memory");
 }
 
 static pthread_once_t shipped_once = PTHREAD_ONCE_INIT;

@@ -1,13 +1,33 @@
 #include "variant.h"
 
+#include "ops.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static const char *dtype_names[] = {NULL, "f32", "f16", "bf16"};
-static const char *op_names[] = {NULL, "rmsnorm", "layernorm"};
-static const char *storage_names[] = {"reg", "stream"};
-static const char *bucket_names[] = {"decode", "prefill", "large"};
+static const char *const dtype_names[] = {NULL, "f32", "f16", "bf16", "fp8e4m3", "fp8e5m2",
+                                          "int8"};
+static const char *const storage_names[] = {"reg", "stream"};
+static const char *const bucket_names[] = {"decode", "prefill", "large"};
+static const char *const quant_names[] = {"none", "tensor", "token", "group"};
+static const char *const cast_names[] = {"none", "llama", "gemma"};
+
+#define COUNT(a) ((int)(sizeof(a) / sizeof((a)[0])))
+
+static int name_index(const char *const *names, int n, const char *s)
+{
+    int i;
+    for (i = 0; s && i < n; i++)
+        if (names[i] && !strcmp(names[i], s))
+            return i;
+    return -1;
+}
+
+static const char *name_at(const char *const *names, int n, int i)
+{
+    return i >= 0 && i < n ? names[i] : NULL;
+}
 
 int nj_dtype_size(int dtype)
 {
@@ -17,40 +37,72 @@ int nj_dtype_size(int dtype)
     case NORMJIT_DTYPE_F16:
     case NORMJIT_DTYPE_BF16:
         return 2;
+    case NORMJIT_DTYPE_FP8_E4M3:
+    case NORMJIT_DTYPE_FP8_E5M2:
+    case NORMJIT_DTYPE_INT8:
+        return 1;
     default:
         return 0;
     }
 }
 
-static int name_index(const char *const *names, int n, const char *s)
-{
-    int i;
-    for (i = 0; i < n; i++)
-        if (names[i] && !strcmp(names[i], s))
-            return i;
-    return -1;
-}
-
 const char *nj_dtype_name(int dtype)
 {
-    return dtype >= 1 && dtype <= 3 ? dtype_names[dtype] : NULL;
+    return name_at(dtype_names, COUNT(dtype_names), dtype);
 }
 
 int nj_dtype_parse(const char *s)
 {
-    int i = name_index(dtype_names, 4, s);
+    int i = name_index(dtype_names, COUNT(dtype_names), s);
     return i < 0 ? 0 : i;
+}
+
+int nj_dtype_is_float(int dtype)
+{
+    return dtype == NORMJIT_DTYPE_F32 || dtype == NORMJIT_DTYPE_F16 ||
+           dtype == NORMJIT_DTYPE_BF16;
+}
+
+int nj_dtype_is_code(int dtype)
+{
+    return dtype == NORMJIT_DTYPE_FP8_E4M3 || dtype == NORMJIT_DTYPE_FP8_E5M2 ||
+           dtype == NORMJIT_DTYPE_INT8;
+}
+
+float nj_dtype_qmax(int dtype)
+{
+    switch (dtype) {
+    case NORMJIT_DTYPE_FP8_E4M3:
+        return 448.0f;
+    case NORMJIT_DTYPE_FP8_E5M2:
+        return 57344.0f;
+    case NORMJIT_DTYPE_INT8:
+        return 127.0f;
+    default:
+        return 0.0f;
+    }
 }
 
 const char *nj_op_name(int op)
 {
-    return op >= 1 && op <= 2 ? op_names[op] : NULL;
+    const nj_op_desc *d = nj_op_desc_of(op);
+    return d ? d->name : NULL;
 }
 
 int nj_op_parse(const char *s)
 {
-    int i = name_index(op_names, 3, s);
-    return i < 0 ? 0 : i;
+    const nj_op_desc *d = nj_op_desc_named(s);
+    return d ? d->op : 0;
+}
+
+const char *nj_quant_name(int quant)
+{
+    return name_at(quant_names, COUNT(quant_names), quant);
+}
+
+const char *nj_cast_name(int cast)
+{
+    return name_at(cast_names, COUNT(cast_names), cast);
 }
 
 int nj_bucket_of_rows(int64_t rows)
@@ -65,28 +117,115 @@ const char *nj_bucket_name(int bucket)
     return bucket >= 0 && bucket < NJ_BUCKETS ? bucket_names[bucket] : "?";
 }
 
+int nj_quant_parse(const char *name, int *ty, int *quant, int *group)
+{
+    static const struct {
+        const char *prefix;
+        int dtype;
+    } dtypes[] = {{"fp8-", NORMJIT_DTYPE_FP8_E4M3},
+                  {"fp8e4m3-", NORMJIT_DTYPE_FP8_E4M3},
+                  {"fp8e5m2-", NORMJIT_DTYPE_FP8_E5M2},
+                  {"int8-", NORMJIT_DTYPE_INT8}};
+    static const struct {
+        const char *name;
+        int quant, group;
+    } modes[] = {{"tensor", NORMJIT_QUANT_TENSOR, 0},
+                 {"token", NORMJIT_QUANT_TOKEN, 0},
+                 {"group64", NORMJIT_QUANT_GROUP, 64},
+                 {"group128", NORMJIT_QUANT_GROUP, 128}};
+    int i, j;
+    *ty = *quant = *group = 0;
+    if (!name)
+        return 0;
+    if (!strcmp(name, "none"))
+        return 1;
+    for (i = 0; i < COUNT(dtypes); i++) {
+        size_t n = strlen(dtypes[i].prefix);
+        if (strncmp(name, dtypes[i].prefix, n))
+            continue;
+        for (j = 0; j < COUNT(modes); j++)
+            if (!strcmp(name + n, modes[j].name)) {
+                *ty = dtypes[i].dtype;
+                *quant = modes[j].quant;
+                *group = modes[j].group;
+                return 1;
+            }
+    }
+    return 0;
+}
+
+int nj_spec_input_dtype(const nj_spec *s)
+{
+    return s->tr ? s->tr : s->tx;
+}
+
+int nj_spec_equal(const nj_spec *a, const nj_spec *b)
+{
+    return a->op == b->op && a->tx == b->tx && a->ty == b->ty && a->tw == b->tw &&
+           a->tr == b->tr && a->quant == b->quant && a->group == b->group &&
+           a->pow2 == b->pow2 && a->cast == b->cast && a->hidden == b->hidden;
+}
+
+int nj_spec_has_epilogue(const nj_spec *s)
+{
+    return s->tr || s->quant || s->group || s->pow2 || s->cast;
+}
+
+static unsigned log2_of(int x)
+{
+    unsigned n = 0;
+    while (x > 1) {
+        x >>= 1;
+        n++;
+    }
+    return n;
+}
+
 uint64_t nj_request_key(const nj_request *r)
 {
-    /* hidden < 2^25, every other field fits in 4 bits: one word, never 0. */
-    return (uint64_t)r->hidden | (uint64_t)r->op << 32 | (uint64_t)r->tx << 36 |
-           (uint64_t)r->ty << 40 | (uint64_t)r->tw << 44 | (uint64_t)r->vec << 48 |
-           (uint64_t)r->bucket << 56;
+    /* Fixed bit fields (hidden < 2^25 is never 0, so neither is the key):
+       hidden 25, op 3, x 3, y 3, w 3, r 3, quant 2, group 2, pow2 1, cast 2,
+       log2(vec) 3, bucket 2: 52 bits. */
+    const nj_spec *s = &r->s;
+    uint64_t k = (uint64_t)s->hidden;
+    unsigned shift = 25;
+#define NJ_PUT_(value, bits) (k |= (uint64_t)(value) << shift, shift += (bits))
+    NJ_PUT_(s->op, 3);
+    NJ_PUT_(s->tx, 3);
+    NJ_PUT_(s->ty, 3);
+    NJ_PUT_(s->tw, 3);
+    NJ_PUT_(s->tr, 3);
+    NJ_PUT_(s->quant, 2);
+    NJ_PUT_(s->group == 128 ? 2 : s->group == 64 ? 1 : 0, 2);
+    NJ_PUT_(s->pow2 ? 1 : 0, 1);
+    NJ_PUT_(s->cast, 2);
+    NJ_PUT_(log2_of(r->vec), 3);
+    NJ_PUT_(r->bucket, 2);
+#undef NJ_PUT_
+    return k;
 }
 
 void nj_request_of_variant(const nj_variant *v, int bucket, nj_request *r)
 {
-    r->op = v->op;
-    r->tx = v->tx;
-    r->ty = v->ty;
-    r->tw = v->tw;
+    r->s = v->s;
     r->vec = v->k.vec;
     r->bucket = bucket;
-    r->hidden = v->hidden;
+}
+
+int nj_request_same_config(const nj_request *a, const nj_request *b)
+{
+    return nj_spec_equal(&a->s, &b->s) && a->vec == b->vec;
+}
+
+int nj_knobs_same_layout(const nj_knobs *a, const nj_knobs *b)
+{
+    return a->vec == b->vec && a->tpr == b->tpr && a->cluster == b->cluster &&
+           a->storage == b->storage;
 }
 
 int nj_variant_vectors_per_thread(const nj_variant *v)
 {
-    int64_t nv = v->hidden / v->k.vec;
+    int64_t nv = v->s.hidden / v->k.vec;
     int64_t per_cta = (nv + v->k.cluster - 1) / v->k.cluster;
     return (int)((per_cta + v->k.tpr - 1) / v->k.tpr);
 }
@@ -99,35 +238,53 @@ static const char *shown(const char *name)
 
 static const char *storage_name(int storage)
 {
-    return storage == NJ_STORAGE_REG || storage == NJ_STORAGE_STREAM ? storage_names[storage]
-                                                                      : "?";
+    return shown(name_at(storage_names, COUNT(storage_names), storage));
 }
 
 int nj_variant_equal(const nj_variant *a, const nj_variant *b)
 {
-    return a->op == b->op && a->tx == b->tx && a->ty == b->ty && a->tw == b->tw &&
-           a->hidden == b->hidden && a->k.vec == b->k.vec && a->k.tpr == b->k.tpr &&
-           a->k.rpc == b->k.rpc && a->k.cluster == b->k.cluster && a->k.storage == b->k.storage &&
-           a->k.occ == b->k.occ;
+    return nj_spec_equal(&a->s, &b->s) && a->k.vec == b->k.vec && a->k.tpr == b->k.tpr &&
+           a->k.rpc == b->k.rpc && a->k.cluster == b->k.cluster &&
+           a->k.storage == b->k.storage && a->k.occ == b->k.occ;
 }
 
 void nj_variant_name(const nj_variant *v, char *out, size_t size)
 {
-    snprintf(out, size, "nj_%s_%s_%s_%s_h%lld_v%d_t%d_r%d_c%d_o%d_%s", shown(nj_op_name(v->op)),
-             shown(nj_dtype_name(v->tx)), shown(nj_dtype_name(v->ty)),
-             shown(nj_dtype_name(v->tw)), (long long)v->hidden, v->k.vec, v->k.tpr, v->k.rpc,
-             v->k.cluster, v->k.occ, storage_name(v->k.storage));
+    const nj_spec *s = &v->s;
+    int n = snprintf(out, size, "nj_%s_%s_%s_%s_h%lld_v%d_t%d_r%d_c%d_o%d_%s",
+                     shown(nj_op_name(s->op)), shown(nj_dtype_name(s->tx)),
+                     shown(nj_dtype_name(s->ty)), shown(nj_dtype_name(s->tw)),
+                     (long long)s->hidden, v->k.vec, v->k.tpr, v->k.rpc, v->k.cluster, v->k.occ,
+                     storage_name(v->k.storage));
+    size_t used = n < 0 ? 0 : (size_t)n < size ? (size_t)n : size;
+    if (s->tr && used < size)
+        used += (size_t)snprintf(out + used, size - used, "_r%s", shown(nj_dtype_name(s->tr)));
+    if (s->quant && used < size)
+        /* %.0d prints nothing for a zero group */
+        used += (size_t)snprintf(out + used, size - used, "_q%s%.0d%s",
+                                 shown(nj_quant_name(s->quant)), s->group, s->pow2 ? "p2" : "");
+    if (s->cast && used < size)
+        snprintf(out + used, size - used, "_c%s", shown(nj_cast_name(s->cast)));
 }
 
 void nj_variant_describe(const nj_variant *v, nj_buf *out)
 {
+    const nj_spec *s = &v->s;
     nj_buf_printf(out,
                   "op=%s x=%s y=%s w=%s hidden=%lld vec=%d tpr=%d rpc=%d cluster=%d occ=%d "
                   "storage=%s",
-                  shown(nj_op_name(v->op)), shown(nj_dtype_name(v->tx)),
-                  shown(nj_dtype_name(v->ty)), shown(nj_dtype_name(v->tw)), (long long)v->hidden,
+                  shown(nj_op_name(s->op)), shown(nj_dtype_name(s->tx)),
+                  shown(nj_dtype_name(s->ty)), shown(nj_dtype_name(s->tw)), (long long)s->hidden,
                   v->k.vec, v->k.tpr, v->k.rpc, v->k.cluster, v->k.occ,
                   storage_name(v->k.storage));
+    /* The epilogue only when there is one, so plain variants keep their text. */
+    if (s->tr)
+        nj_buf_printf(out, " r=%s", shown(nj_dtype_name(s->tr)));
+    if (s->quant)
+        nj_buf_printf(out, " quant=%s group=%d pow2=%d", shown(nj_quant_name(s->quant)),
+                      s->group, s->pow2);
+    if (s->cast)
+        nj_buf_printf(out, " cast=%s", shown(nj_cast_name(s->cast)));
 }
 
 static int parse_int(const char *s, long long lo, long long hi, long long *out)
@@ -145,10 +302,14 @@ static int parse_int(const char *s, long long lo, long long hi, long long *out)
 
 int nj_variant_parse(const char *s, nj_variant *v)
 {
-    /* Fields in any order, each exactly once. */
-    enum { F_OP, F_X, F_Y, F_W, F_HIDDEN, F_VEC, F_TPR, F_RPC, F_CLUSTER, F_OCC, F_STORAGE, F_N };
-    static const char *fields[F_N] = {"op",  "x",   "y",       "w",   "hidden", "vec",
-                                      "tpr", "rpc", "cluster", "occ", "storage"};
+    /* Fields in any order, each at most once; the epilogue's are optional. */
+    enum {
+        F_OP, F_X, F_Y, F_W, F_HIDDEN, F_VEC, F_TPR, F_RPC, F_CLUSTER, F_OCC, F_STORAGE,
+        F_REQUIRED, F_R = F_REQUIRED, F_QUANT, F_GROUP, F_POW2, F_CAST, F_N
+    };
+    static const char *fields[F_N] = {"op",      "x",   "y",       "w",     "hidden", "vec",
+                                      "tpr",     "rpc", "cluster", "occ",   "storage", "r",
+                                      "quant",   "group", "pow2",  "cast"};
     char word[64];
     int seen[F_N] = {0};
     int i, n;
@@ -180,27 +341,44 @@ int nj_variant_parse(const char *s, nj_variant *v)
             return nj_fail(NORMJIT_EFORMAT, "knob '%s' given twice", word);
         switch (f) {
         case F_OP:
-            ok = (v->op = nj_op_parse(eq)) != 0;
+            ok = (v->s.op = nj_op_parse(eq)) != 0;
             break;
         case F_X:
-            ok = (v->tx = nj_dtype_parse(eq)) != 0;
+            ok = (v->s.tx = nj_dtype_parse(eq)) != 0;
             break;
         case F_Y:
-            ok = (v->ty = nj_dtype_parse(eq)) != 0;
+            ok = (v->s.ty = nj_dtype_parse(eq)) != 0;
             break;
         case F_W:
-            ok = (v->tw = nj_dtype_parse(eq)) != 0;
+            ok = (v->s.tw = nj_dtype_parse(eq)) != 0;
+            break;
+        case F_R:
+            ok = (v->s.tr = nj_dtype_parse(eq)) != 0;
             break;
         case F_STORAGE:
-            ok = (v->k.storage = name_index(storage_names, 2, eq)) >= 0;
+            ok = (v->k.storage = name_index(storage_names, COUNT(storage_names), eq)) >= 0;
+            break;
+        case F_QUANT:
+            ok = (v->s.quant = name_index(quant_names, COUNT(quant_names), eq)) >= 0;
+            break;
+        case F_CAST:
+            ok = (v->s.cast = name_index(cast_names, COUNT(cast_names), eq)) >= 0;
             break;
         case F_HIDDEN:
             ok = parse_int(eq, 1, NJ_MAX_HIDDEN, &x);
-            v->hidden = x;
+            v->s.hidden = x;
             break;
         case F_OCC:
             ok = parse_int(eq, 0, 32, &x);
             v->k.occ = (int)x;
+            break;
+        case F_GROUP:
+            ok = parse_int(eq, 0, 128, &x);
+            v->s.group = (int)x;
+            break;
+        case F_POW2:
+            ok = parse_int(eq, 0, 1, &x);
+            v->s.pow2 = (int)x;
             break;
         default:
             ok = parse_int(eq, 1, NJ_MAX_CTA_THREADS, &x);
@@ -217,10 +395,74 @@ int nj_variant_parse(const char *s, nj_variant *v)
         if (!ok)
             return nj_fail(NORMJIT_EFORMAT, "bad value '%s' for knob '%s'", eq, word);
     }
-    for (i = 0; i < F_N; i++)
+    for (i = 0; i < F_REQUIRED; i++)
         if (!seen[i])
             return nj_fail(NORMJIT_EFORMAT, "knob '%s' missing", fields[i]);
     return NORMJIT_OK;
+}
+
+void nj_spec_epilogue_word(const nj_spec *s, char *out, size_t size)
+{
+    size_t used = 0;
+    const char *sep = "";
+    out[0] = '\0';
+#define NJ_ADD_WORD_(...)                                                                   \
+    do {                                                                                    \
+        if (used < size) {                                                                  \
+            int n_ = snprintf(out + used, size - used, __VA_ARGS__);                        \
+            used += n_ > 0 ? (size_t)n_ : 0;                                                \
+        }                                                                                   \
+        sep = ",";                                                                          \
+    } while (0)
+    if (s->tr)
+        NJ_ADD_WORD_("%sr=%s", sep, shown(nj_dtype_name(s->tr)));
+    if (s->quant)
+        NJ_ADD_WORD_("%sq=%s%.0d", sep, shown(nj_quant_name(s->quant)), s->group);
+    if (s->pow2)
+        NJ_ADD_WORD_("%sp2", sep);
+    if (s->cast)
+        NJ_ADD_WORD_("%sc=%s", sep, shown(nj_cast_name(s->cast)));
+#undef NJ_ADD_WORD_
+    if (!used)
+        snprintf(out, size, "-");
+}
+
+int nj_spec_parse_epilogue_word(const char *word, nj_spec *s)
+{
+    char buf[96], *item, *save = NULL;
+    s->tr = s->quant = s->group = s->pow2 = s->cast = 0;
+    if (!strcmp(word, "-"))
+        return 1;
+    if (strlen(word) >= sizeof buf)
+        return 0;
+    strcpy(buf, word);
+    for (item = strtok_r(buf, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
+        if (!strncmp(item, "r=", 2) && !s->tr) {
+            if (!nj_dtype_is_float(s->tr = nj_dtype_parse(item + 2)))
+                return 0;
+        } else if (!strncmp(item, "q=", 2) && !s->quant) {
+            const char *m = item + 2;
+            if (!strcmp(m, "tensor"))
+                s->quant = NORMJIT_QUANT_TENSOR;
+            else if (!strcmp(m, "token"))
+                s->quant = NORMJIT_QUANT_TOKEN;
+            else if (!strcmp(m, "group64") || !strcmp(m, "group128")) {
+                s->quant = NORMJIT_QUANT_GROUP;
+                s->group = m[5] == '6' ? 64 : 128;
+            } else
+                return 0;
+        } else if (!strcmp(item, "p2") && !s->pow2) {
+            s->pow2 = 1;
+        } else if (!strncmp(item, "c=", 2) && !s->cast) {
+            int c = name_index(cast_names, COUNT(cast_names), item + 2);
+            if (c <= 0)
+                return 0;
+            s->cast = c;
+        } else {
+            return 0;
+        }
+    }
+    return 1;
 }
 
 static int is_pow2(int x)
@@ -228,24 +470,70 @@ static int is_pow2(int x)
     return x > 0 && (x & (x - 1)) == 0;
 }
 
+/* The epilogue fields: legal combinations with the op. */
+static int check_spec(const nj_spec *s)
+{
+    const nj_op_desc *d = nj_op_desc_of(s->op);
+    const int tin = nj_spec_input_dtype(s);
+    if (!d || !nj_dtype_is_float(s->tx) || !nj_dtype_is_float(s->tw) || !nj_dtype_size(s->ty))
+        return nj_fail(NORMJIT_EUNSUPPORTED, "unknown op or dtype in variant");
+    if (((d->tensors & NJ_T_RES) != 0) != (s->tr != 0) || (s->tr && !nj_dtype_is_float(s->tr)))
+        return nj_fail(NORMJIT_EUNSUPPORTED, "residual dtype %s does not fit op %s",
+                       shown(nj_dtype_name(s->tr)), d->name);
+    if (s->tw != tin && s->tw != NORMJIT_DTYPE_F32)
+        return nj_fail(NORMJIT_EUNSUPPORTED, "weight dtype must be the input dtype or f32");
+    if (s->quant < NORMJIT_QUANT_NONE || s->quant > NORMJIT_QUANT_GROUP ||
+        (s->quant && !d->quant) || (s->quant != 0) != (nj_dtype_is_code(s->ty) != 0))
+        return nj_fail(NORMJIT_EUNSUPPORTED, "quant %d with y %s does not fit op %s", s->quant,
+                       shown(nj_dtype_name(s->ty)), d->name);
+    if ((s->quant == NORMJIT_QUANT_GROUP) != (s->group != 0) ||
+        (s->group && ((s->group != 64 && s->group != 128) || s->hidden % s->group)) ||
+        (s->pow2 && s->quant != NORMJIT_QUANT_GROUP))
+        return nj_fail(NORMJIT_EUNSUPPORTED, "group %d (pow2 %d) does not fit hidden %lld",
+                       s->group, s->pow2, (long long)s->hidden);
+    if (s->cast < NORMJIT_CAST_NONE || s->cast > NORMJIT_CAST_GEMMA)
+        return nj_fail(NORMJIT_EUNSUPPORTED, "unknown cast %d", s->cast);
+    return NORMJIT_OK;
+}
+
+/* Group quantization needs every group within the lanes of one step, or within the steps of one
+   thread row of at most a warp (common.cuh). */
+static int check_groups(const nj_variant *v)
+{
+    const nj_knobs *k = &v->k;
+    const int gv = v->s.group / k->vec;
+    const int64_t nv = v->s.hidden / k->vec, nvc = (nv + k->cluster - 1) / k->cluster;
+    const int in_lanes = gv >= 1 && gv <= 32 && k->tpr % gv == 0;
+    const int in_steps = gv > k->tpr && k->tpr <= 32 && gv % k->tpr == 0 &&
+                         k->storage == NJ_STORAGE_REG && k->cluster == 1;
+    if (v->s.quant != NORMJIT_QUANT_GROUP)
+        return NORMJIT_OK;
+    if ((!in_lanes && !in_steps) || nvc % gv || nv % k->cluster)
+        return nj_fail(NORMJIT_EUNSUPPORTED,
+                       "group quantization of %d elements with vec=%d needs tpr (%d) to be a "
+                       "multiple of %d vectors (at most 32) or, in registers, a divisor of it "
+                       "up to 32, and whole groups per CTA",
+                       v->s.group, k->vec, k->tpr, gv);
+    return NORMJIT_OK;
+}
+
 int nj_variant_check(const nj_variant *v, int arch)
 {
     const nj_knobs *k = &v->k;
-    int sx = nj_dtype_size(v->tx), sy = nj_dtype_size(v->ty), sw = nj_dtype_size(v->tw);
-    int threads = k->tpr * k->rpc;
+    const int sx = nj_dtype_size(nj_spec_input_dtype(&v->s));
+    int threads = k->tpr * k->rpc, status;
 
-    if (!nj_op_name(v->op) || !sx || !sy || !sw)
-        return nj_fail(NORMJIT_EUNSUPPORTED, "unknown op or dtype in variant");
-    if (v->tw != v->tx && v->tw != NORMJIT_DTYPE_F32)
-        return nj_fail(NORMJIT_EUNSUPPORTED, "weight dtype must be the input dtype or f32");
-    if (v->hidden < 1 || v->hidden > NJ_MAX_HIDDEN)
+    if ((status = check_spec(&v->s)) != NORMJIT_OK)
+        return status;
+    if (v->s.hidden < 1 || v->s.hidden > NJ_MAX_HIDDEN)
         return nj_fail(NORMJIT_EUNSUPPORTED, "hidden size %lld outside 1..%d",
-                       (long long)v->hidden, NJ_MAX_HIDDEN);
-    if (!is_pow2(k->vec) || v->hidden % k->vec || k->vec * sx > NJ_MAX_ACCESS_BYTES)
+                       (long long)v->s.hidden, NJ_MAX_HIDDEN);
+    if (!is_pow2(k->vec) || v->s.hidden % k->vec || k->vec * sx > NJ_MAX_ACCESS_BYTES ||
+        k->vec * nj_dtype_size(v->s.tx) > NJ_MAX_ACCESS_BYTES)
         return nj_fail(NORMJIT_EUNSUPPORTED,
                        "vec=%d must be a power of two dividing hidden (%lld) with at most %d "
                        "bytes of x per access",
-                       k->vec, (long long)v->hidden, NJ_MAX_ACCESS_BYTES);
+                       k->vec, (long long)v->s.hidden, NJ_MAX_ACCESS_BYTES);
     if (k->tpr < 1 || (k->tpr < 32 && !is_pow2(k->tpr)) || (k->tpr > 32 && k->tpr % 32))
         return nj_fail(NORMJIT_EUNSUPPORTED,
                        "tpr=%d must be a power of two up to 32 or a multiple of 32", k->tpr);
@@ -265,14 +553,30 @@ int nj_variant_check(const nj_variant *v, int arch)
         return nj_fail(NORMJIT_EUNSUPPORTED,
                        "cluster=%d needs sm_90 or newer (have sm_%d), rpc=1 and storage=reg",
                        k->cluster, arch);
-    if (k->cluster > 1 && (v->hidden / k->vec) < k->cluster)
+    if (k->cluster > 1 && (v->s.hidden / k->vec) < k->cluster)
         return nj_fail(NORMJIT_EUNSUPPORTED, "cluster=%d exceeds the row's %lld vectors",
-                       k->cluster, (long long)(v->hidden / k->vec));
+                       k->cluster, (long long)(v->s.hidden / k->vec));
     if (k->storage == NJ_STORAGE_REG &&
         nj_variant_vectors_per_thread(v) * k->vec * sx > NJ_MAX_THREAD_BYTES * 2)
         return nj_fail(NORMJIT_EUNSUPPORTED,
                        "storage=reg would hold %d bytes per thread (at most %d): more threads, "
                        "a cluster or storage=stream",
                        nj_variant_vectors_per_thread(v) * k->vec * sx, NJ_MAX_THREAD_BYTES * 2);
-    return NORMJIT_OK;
+    return check_groups(v);
+}
+
+double nj_spec_bytes(const nj_spec *s, int64_t rows, int has_weight, int has_bias)
+{
+    const double elems = (double)rows * (double)s->hidden;
+    double bytes = elems * (nj_dtype_size(s->tx) + nj_dtype_size(s->ty));
+    if (s->tr)
+        bytes += elems * 2 * nj_dtype_size(s->tr); /* residual read, sum written */
+    bytes += (double)s->hidden * nj_dtype_size(s->tw) * ((has_weight ? 1 : 0) + (has_bias ? 1 : 0));
+    if (s->quant == NORMJIT_QUANT_TOKEN)
+        bytes += (double)rows * 4;
+    else if (s->quant == NORMJIT_QUANT_GROUP)
+        bytes += elems / s->group * 4;
+    else if (s->quant == NORMJIT_QUANT_TENSOR)
+        bytes += 4;
+    return bytes;
 }

@@ -1,6 +1,8 @@
 /*
- * What a call asks for (nj_request, the in-memory table's key) and what gets
- * compiled for it (nj_variant: op, dtypes, hidden size and the launch knobs).
+ * What a call computes (nj_spec: op, dtypes, epilogue, hidden size), what it
+ * asks for (nj_request: a spec plus the widest legal vector and the
+ * row-count bucket, the in-memory table's key) and what gets compiled for it
+ * (nj_variant: a spec plus the launch knobs).
  */
 #ifndef NJ_VARIANT_H
 #define NJ_VARIANT_H
@@ -19,6 +21,8 @@
 #define NJ_MAX_CTA_THREADS 1024
 #define NJ_MAX_CLUSTER 8
 #define NJ_MAX_SM_THREADS 2048
+/* The largest normjit_dtype value. */
+#define NJ_MAX_DTYPE NORMJIT_DTYPE_INT8
 
 /* Where a row lives between the reduction and the output. */
 enum { NJ_STORAGE_REG = 0, NJ_STORAGE_STREAM = 1 };
@@ -28,12 +32,22 @@ enum { NJ_BUCKET_DECODE = 0, NJ_BUCKET_PREFILL = 1, NJ_BUCKET_LARGE = 2, NJ_BUCK
 #define NJ_DECODE_MAX_ROWS 64
 #define NJ_PREFILL_MAX_ROWS 16384
 
-typedef struct nj_request {
+/* What is computed. Every field is part of the kernel's identity. */
+typedef struct nj_spec {
     int op;         /* normjit_op */
     int tx, ty, tw; /* normjit_dtype of x, y, weight/bias */
-    int vec;        /* widest vector (elements) the pointers, strides and hidden size allow */
-    int bucket;     /* NJ_BUCKET_* */
-    int64_t hidden;
+    int tr;         /* residual (and sum) dtype of the fused add, else 0 */
+    int quant;      /* normjit_quant */
+    int group;      /* NORMJIT_QUANT_GROUP: 64 or 128, else 0 */
+    int pow2;       /* NORMJIT_QUANT_GROUP: scales rounded up to powers of two */
+    int cast;       /* normjit_cast */
+    int64_t hidden; /* QK-norm: head_dim */
+} nj_spec;
+
+typedef struct nj_request {
+    nj_spec s;
+    int vec;    /* widest vector (elements) the pointers, strides and hidden size allow */
+    int bucket; /* NJ_BUCKET_* */
 } nj_request;
 
 /* The knobs the kernel templates take (see kernel_src/common.cuh). */
@@ -47,8 +61,7 @@ typedef struct nj_knobs {
 } nj_knobs;
 
 typedef struct nj_variant {
-    int op, tx, ty, tw;
-    int64_t hidden;
+    nj_spec s;
     nj_knobs k;
 } nj_variant;
 
@@ -59,23 +72,64 @@ typedef struct nj_plan {
 } nj_plan;
 
 int nj_dtype_size(int dtype);
-const char *nj_dtype_name(int dtype); /* "f32", "f16", "bf16", or NULL */
-int nj_dtype_parse(const char *s);    /* 0 if unknown */
-const char *nj_op_name(int op);       /* "rmsnorm", "layernorm", or NULL */
-int nj_op_parse(const char *s);       /* 0 if unknown */
+/* "f32", "f16", "bf16", "fp8e4m3", "fp8e5m2", "int8", or NULL. */
+const char *nj_dtype_name(int dtype);
+int nj_dtype_parse(const char *s); /* 0 if unknown */
+/* 1 for the dtypes a tensor of values may have (f32, f16, bf16); 0 for codes and unknowns. */
+int nj_dtype_is_float(int dtype);
+/* 1 for the quantized-code dtypes (fp8e4m3, fp8e5m2, int8). */
+int nj_dtype_is_code(int dtype);
+/* The largest magnitude a code dtype holds (448, 57344, 127), 0 for others. */
+float nj_dtype_qmax(int dtype);
+
+const char *nj_op_name(int op); /* "rmsnorm", ..., or NULL */
+int nj_op_parse(const char *s); /* 0 if unknown */
+const char *nj_quant_name(int quant); /* "none", "tensor", "token", "group", or NULL */
+const char *nj_cast_name(int cast);   /* "none", "llama", "gemma", or NULL */
 int nj_bucket_of_rows(int64_t rows);
 const char *nj_bucket_name(int bucket);
 
+/*
+ * Parse a --quant name ("none", "fp8-token", "int8-tensor", "fp8e5m2-group128", ...):
+ * 1 and the y dtype (0 for "none"), quant mode and group size; 0 if malformed.
+ */
+int nj_quant_parse(const char *name, int *ty, int *quant, int *group);
+
+/* The dtype the op normalizes: the residual's for the fused add, else x's. */
+int nj_spec_input_dtype(const nj_spec *s);
+int nj_spec_equal(const nj_spec *a, const nj_spec *b);
+/* 1 if the spec has an epilogue beyond the plain op (residual, quant, cast). */
+int nj_spec_has_epilogue(const nj_spec *s);
+
+/* The in-memory table's key of a request: one word, never 0. */
 uint64_t nj_request_key(const nj_request *r);
 /* The request a variant answers for one bucket (the widest vector it serves). */
 void nj_request_of_variant(const nj_variant *v, int bucket, nj_request *r);
+/*
+ * Same configuration: the same spec and vector width, whatever the bucket.
+ * Every bucket of one configuration must reduce a row the same way.
+ */
+int nj_request_same_config(const nj_request *a, const nj_request *b);
+
+/*
+ * The batch-invariance rule: two knob sets add a row's numbers in the same
+ * order iff they agree on vec, tpr, cluster and storage (rows per CTA,
+ * occupancy and grid size only change which CTA does the work).
+ */
+int nj_knobs_same_layout(const nj_knobs *a, const nj_knobs *b);
 
 /* Vectors per row, per CTA of the cluster, and per thread. */
 int nj_variant_vectors_per_thread(const nj_variant *v);
 
 int nj_variant_equal(const nj_variant *a, const nj_variant *b);
 
-/* The kernel's symbol name, unique per variant, e.g. "nj_rmsnorm_f16_f16_f16_h4096_v8_t128_r1_c1_o0_reg". */
+#define NJ_KERNEL_NAME_MAX 160
+
+/*
+ * The kernel's symbol name, unique per variant, e.g.
+ * "nj_rmsnorm_f16_f16_f16_h4096_v8_t128_r1_c1_o0_reg"; an epilogue appends
+ * "_r<dtype>", "_q<mode>[<group>][p2]" and "_c<cast>".
+ */
 void nj_variant_name(const nj_variant *v, char *out, size_t size);
 /* The knobs as "key=value" words, e.g. "op=rmsnorm x=f16 ... storage=reg". */
 void nj_variant_describe(const nj_variant *v, nj_buf *out);
@@ -86,5 +140,16 @@ int nj_variant_parse(const char *s, nj_variant *v);
  * NORMJIT_EUNSUPPORTED with a message saying which knob is wrong.
  */
 int nj_variant_check(const nj_variant *v, int arch);
+
+/*
+ * Bytes one call moves at the least: x and y (and the residual read and the
+ * sum written) once per element, the weight and bias once, the scales.
+ */
+double nj_spec_bytes(const nj_spec *s, int64_t rows, int has_weight, int has_bias);
+
+/* Epilogue words for a tuning record: "r=bf16,q=group128,p2,c=llama", or "-" when none. */
+void nj_spec_epilogue_word(const nj_spec *s, char *out, size_t size);
+/* Parse that word into `s` (op, dtypes and hidden are left alone); 0 if malformed. */
+int nj_spec_parse_epilogue_word(const char *word, nj_spec *s);
 
 #endif

@@ -17,25 +17,25 @@ static void check(const nj_gpu *g, CUresult res, const char *what)
 
 int nj_gpu_open(nj_gpu *g)
 {
-    int count = 0, major = 0, minor = 0;
-    if (nj_driver_load(&g->drv) != NORMJIT_OK) {
+    nj_device_info info;
+    int count = 0;
+    if (nj_driver_extra_load(&g->drv, &g->x) != NORMJIT_OK) {
         printf("# SKIP: no CUDA driver: %s\n", normjit_last_error());
         return NJ_TEST_SKIP;
     }
-    if (g->drv->device_get_count(&count) != CUDA_SUCCESS || count == 0) {
+    if (g->x->device_get_count(&count) != CUDA_SUCCESS || count == 0) {
         printf("# SKIP: no CUDA device\n");
         return NJ_TEST_SKIP;
     }
-    if (g->drv->device_get(&g->dev, 0) != CUDA_SUCCESS ||
-        g->drv->primary_ctx_retain(&g->cu, g->dev) != CUDA_SUCCESS ||
-        g->drv->ctx_push_current(g->cu) != CUDA_SUCCESS) {
+    if (g->x->device_get(&g->dev, 0) != CUDA_SUCCESS ||
+        g->x->primary_ctx_retain(&g->cu, g->dev) != CUDA_SUCCESS ||
+        g->drv->ctx_push_current(g->cu) != CUDA_SUCCESS ||
+        nj_device_query(g->drv, g->dev, &info) != NORMJIT_OK) {
         printf("# SKIP: cannot open GPU 0\n");
         return NJ_TEST_SKIP;
     }
-    g->drv->device_get_name(g->name, (int)sizeof g->name, g->dev);
-    g->drv->device_get_attribute(&major, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, g->dev);
-    g->drv->device_get_attribute(&minor, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, g->dev);
-    g->arch = major * 10 + minor;
+    snprintf(g->name, sizeof g->name, "%s", info.name);
+    g->arch = info.arch;
     printf("# GPU 0: %s (sm_%d)\n", g->name, g->arch);
     return 0;
 }
@@ -44,7 +44,7 @@ void nj_gpu_close(nj_gpu *g)
 {
     CUcontext popped;
     g->drv->ctx_pop_current(&popped);
-    g->drv->primary_ctx_release(g->dev);
+    g->x->primary_ctx_release(g->dev);
 }
 
 void nj_gpu_bind(const nj_gpu *g)
@@ -55,32 +55,32 @@ void nj_gpu_bind(const nj_gpu *g)
 CUdeviceptr nj_gpu_alloc(const nj_gpu *g, size_t bytes)
 {
     CUdeviceptr p = 0;
-    check(g, g->drv->mem_alloc(&p, bytes ? bytes : 1), "cuMemAlloc");
+    check(g, g->x->mem_alloc(&p, bytes ? bytes : 1), "cuMemAlloc");
     return p;
 }
 
 void nj_gpu_free(const nj_gpu *g, CUdeviceptr p)
 {
     if (p)
-        check(g, g->drv->mem_free(p), "cuMemFree");
+        check(g, g->x->mem_free(p), "cuMemFree");
 }
 
 void nj_gpu_upload(const nj_gpu *g, CUdeviceptr dst, const void *src, size_t bytes)
 {
-    check(g, g->drv->memcpy_htod(dst, src, bytes), "cuMemcpyHtoD");
+    check(g, g->x->memcpy_htod(dst, src, bytes), "cuMemcpyHtoD");
 }
 
 void nj_gpu_download(const nj_gpu *g, void *dst, CUdeviceptr src, size_t bytes)
 {
-    check(g, g->drv->memcpy_dtoh(dst, src, bytes), "cuMemcpyDtoH");
+    check(g, g->x->memcpy_dtoh(dst, src, bytes), "cuMemcpyDtoH");
 }
 
 void nj_gpu_poison(const nj_gpu *g, CUdeviceptr p, size_t bytes)
 {
-    check(g, g->drv->memset_d8(p, 0xff, bytes), "cuMemsetD8");
+    check(g, g->x->memset_d8(p, 0xff, bytes), "cuMemsetD8");
 }
 
 void nj_gpu_sync(const nj_gpu *g)
 {
-    check(g, g->drv->ctx_synchronize(), "cuCtxSynchronize");
+    check(g, g->x->ctx_synchronize(), "cuCtxSynchronize");
 }

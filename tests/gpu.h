@@ -2,13 +2,14 @@
 #ifndef NJ_TEST_GPU_H
 #define NJ_TEST_GPU_H
 
-#include "driver.h"
+#include "driver_extra.h"
 #include "normjit.h"
 
 #include <stddef.h>
 
 typedef struct nj_gpu {
     const nj_driver *drv;
+    const nj_driver_extra *x;
     CUdevice dev;
     CUcontext cu;
     char name[256];

@@ -65,7 +65,7 @@ static void *run(void *arg)
 
     nj_gpu_bind(&gpu);
     nj_rng_init(&rng, nj_test_seed() ^ (uint64_t)H);
-    gpu.drv->stream_create(&stream, CU_STREAM_NON_BLOCKING);
+    gpu.x->stream_create(&stream, CU_STREAM_NON_BLOCKING);
     dx = nj_gpu_alloc(&gpu, (size_t)(ROWS * H) * s);
     dy = nj_gpu_alloc(&gpu, (size_t)(ROWS * H) * s);
     for (i = 0; i < ROWS * H; i++)
@@ -83,7 +83,7 @@ static void *run(void *arg)
         if ((w->op == NORMJIT_OP_RMSNORM ? normjit_rmsnorm_fwd(ctx, &a, stream)
                                          : normjit_layernorm_fwd(ctx, &a, stream)) != NORMJIT_OK)
             w->failures++;
-    gpu.drv->stream_synchronize(stream);
+    gpu.x->stream_synchronize(stream);
     pthread_barrier_wait(w->ready);
     pthread_barrier_wait(w->start);
     for (i = 0; i < launches_per_thread; i++) {
@@ -92,7 +92,7 @@ static void *run(void *arg)
         if (status != NORMJIT_OK && w->failures++ == 0)
             fprintf(stderr, "launch failed: %s\n", normjit_last_error());
     }
-    gpu.drv->stream_synchronize(stream);
+    gpu.x->stream_synchronize(stream);
     nj_gpu_download(&gpu, hy, dy, (size_t)(ROWS * H) * s);
     for (r = 0; r < ROWS; r++) {
         for (k = 0; k < H; k++)
@@ -103,7 +103,7 @@ static void *run(void *arg)
     }
     nj_gpu_free(&gpu, dx);
     nj_gpu_free(&gpu, dy);
-    gpu.drv->stream_destroy(stream);
+    gpu.x->stream_destroy(stream);
     free(hx);
     free(hy);
     free(xr);

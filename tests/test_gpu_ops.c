@@ -489,7 +489,7 @@ static void *launch_worker(void *arg)
 
     nj_gpu_bind(&gpu);
     nj_rng_init(&local, nj_test_seed() + (uint64_t)H);
-    gpu.drv->stream_create(&stream, CU_STREAM_NON_BLOCKING);
+    gpu.x->stream_create(&stream, CU_STREAM_NON_BLOCKING);
     dx = nj_gpu_alloc(&gpu, (size_t)(R * H) * s);
     dy = nj_gpu_alloc(&gpu, (size_t)(R * H) * s);
     for (i = 0; i < (size_t)(R * H); i++)
@@ -506,7 +506,7 @@ static void *launch_worker(void *arg)
     for (it = 0; it < (nj_test_quick() ? 20 : 2000); it++)
         if (launch(j->op, &a, stream) != NORMJIT_OK)
             j->failures++;
-    gpu.drv->stream_synchronize(stream);
+    gpu.x->stream_synchronize(stream);
     nj_gpu_download(&gpu, hy, dy, (size_t)(R * H) * s);
     for (it = 0; it < R; it++) {
         double err = 0, mag = 0;
@@ -526,7 +526,7 @@ static void *launch_worker(void *arg)
     }
     nj_gpu_free(&gpu, dx);
     nj_gpu_free(&gpu, dy);
-    gpu.drv->stream_destroy(stream);
+    gpu.x->stream_destroy(stream);
     free(hx);
     free(hy);
     free(xr);
@@ -661,7 +661,7 @@ static void test_graph_capture(void **state)
     p.n_hidden = 1;
     assert_int_equal(normjit_prepare(ctx, &p, NULL), NORMJIT_OK);
 
-    assert_int_equal(gpu.drv->stream_create(&stream, CU_STREAM_NON_BLOCKING), CUDA_SUCCESS);
+    assert_int_equal(gpu.x->stream_create(&stream, CU_STREAM_NON_BLOCKING), CUDA_SUCCESS);
     dx = nj_gpu_alloc(&gpu, sizeof hx);
     dy = nj_gpu_alloc(&gpu, sizeof hx);
     for (k = 0; k < R * missing; k++)
@@ -677,16 +677,16 @@ static void test_graph_capture(void **state)
     a.x_dtype = a.y_dtype = NORMJIT_DTYPE_F16;
     a.eps = 1e-5f;
 
-    assert_int_equal(gpu.drv->stream_begin_capture(stream, CU_STREAM_CAPTURE_MODE_GLOBAL),
+    assert_int_equal(gpu.x->stream_begin_capture(stream, CU_STREAM_CAPTURE_MODE_GLOBAL),
                      CUDA_SUCCESS);
     assert_int_equal(normjit_rmsnorm_fwd(ctx, &a, stream), NORMJIT_OK);
     a.hidden = missing;
     assert_int_equal(normjit_rmsnorm_fwd(ctx, &a, stream), NORMJIT_ENOTREADY);
     assert_non_null(strstr(normjit_last_error(), "normjit_prepare"));
-    assert_int_equal(gpu.drv->stream_end_capture(stream, &graph), CUDA_SUCCESS);
-    assert_int_equal(gpu.drv->graph_instantiate(&exec, graph, 0), CUDA_SUCCESS);
-    assert_int_equal(gpu.drv->graph_launch(exec, stream), CUDA_SUCCESS);
-    assert_int_equal(gpu.drv->stream_synchronize(stream), CUDA_SUCCESS);
+    assert_int_equal(gpu.x->stream_end_capture(stream, &graph), CUDA_SUCCESS);
+    assert_int_equal(gpu.x->graph_instantiate(&exec, graph, 0), CUDA_SUCCESS);
+    assert_int_equal(gpu.x->graph_launch(exec, stream), CUDA_SUCCESS);
+    assert_int_equal(gpu.x->stream_synchronize(stream), CUDA_SUCCESS);
     nj_gpu_download(&gpu, hy, dy, sizeof hy);
     for (r = 0; r < R; r++) {
         double err = 0, mag = 0;
@@ -700,9 +700,9 @@ static void test_graph_capture(void **state)
         }
         assert_true(err <= nj_tolerance(NORMJIT_DTYPE_F16) * mag);
     }
-    gpu.drv->graph_exec_destroy(exec);
-    gpu.drv->graph_destroy(graph);
-    gpu.drv->stream_destroy(stream);
+    gpu.x->graph_exec_destroy(exec);
+    gpu.x->graph_destroy(graph);
+    gpu.x->stream_destroy(stream);
     nj_gpu_free(&gpu, dx);
     nj_gpu_free(&gpu, dy);
 }

@@ -5,6 +5,7 @@
  * or launched anything.
  */
 #include "ctx.h"
+#include "plan.h"
 #include "fake_driver.h"
 #include "fake_nvrtc.h"
 
@@ -174,7 +175,7 @@ typedef struct bad_case {
     X(x_y_overlap, RMS, a->y = P(0x100000 + 4096), EINVAL_, "x and y overlap without being the same") \
     X(in_place_strides, RMS, (a->x = a->y, a->x_row_stride = 8192), EINVAL_, "in place (y == x) needs the same") \
     X(in_place_dtypes, RMS, (a->x = a->y, a->x_dtype = a->weight_dtype = F32), EINVAL_, "in place (y == x) needs the same") \
-    X(rstd_overlaps_y, RMS, a->rstd = P(0x200000 + 64), EINVAL_, "rstd or mean overlaps") \
+    X(rstd_overlaps_y, RMS, a->rstd = P(0x200000 + 64), EINVAL_, "y and rstd overlap") \
     X(plus_one_no_weight, RMS, (a->flags = NORMJIT_NORM_WEIGHT_PLUS_ONE, a->weight = NULL), EINVAL_, "NORMJIT_NORM_WEIGHT_PLUS_ONE needs a weight") \
     X(rows_stride_overflow, RMS, (a->rows = 1ll << 40, a->x_row_stride = 1 << 24), EINVAL_, "overflows the address space") \
     X(end_of_address_space, LN, a->y = P(UINTPTR_MAX - 15), EINVAL_, "overflows the address space")
@@ -229,7 +230,7 @@ static void test_valid_call_launches_once_per_kernel(void **state)
 {
     normjit_ctx *ctx = fake_ctx();
     normjit_norm_args a = base_args();
-    nj_request r = {RMS, F16, F16, F16, 8, NJ_BUCKET_DECODE, 4096};
+    nj_request r = {{RMS, F16, F16, F16, 0, 0, 0, 0, 0, 4096}, 8, NJ_BUCKET_DECODE};
     nj_plan plan;
     (void)state;
 

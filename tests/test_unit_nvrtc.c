@@ -9,6 +9,7 @@
  */
 #include "compiler.h"
 #include "plan.h"
+#include "args.h"
 #include "render.h"
 #include "templates.h"
 
@@ -28,9 +29,24 @@
 #define REG NJ_STORAGE_REG
 #define STREAM NJ_STORAGE_STREAM
 
+#define ADD_RMS NORMJIT_OP_ADD_RMSNORM
+#define ADD_LN NORMJIT_OP_ADD_LAYERNORM
+#define QK NORMJIT_OP_QK_RMSNORM
+#define E4M3 NORMJIT_DTYPE_FP8_E4M3
+#define E5M2 NORMJIT_DTYPE_FP8_E5M2
+#define I8 NORMJIT_DTYPE_INT8
+#define TENSOR NORMJIT_QUANT_TENSOR
+#define TOKEN NORMJIT_QUANT_TOKEN
+#define GROUP NORMJIT_QUANT_GROUP
+#define LLAMA NORMJIT_CAST_LLAMA
+#define GEMMA NORMJIT_CAST_GEMMA
+
 /* Knobs in the order nj_variant_describe prints them. */
 #define V(op, x, y, w, hidden, vec, tpr, rpc, cluster, occ, storage) \
-    {op, x, y, w, hidden, {vec, tpr, rpc, cluster, storage, occ}}
+    {{op, x, y, w, 0, 0, 0, 0, 0, hidden}, {vec, tpr, rpc, cluster, storage, occ}}
+/* The same with an epilogue: residual dtype, quant mode, group, pow2, cast. */
+#define EV(op, x, y, w, r, quant, group, pow2, cast, hidden, vec, tpr, rpc, cluster, occ, storage) \
+    {{op, x, y, w, r, quant, group, pow2, cast, hidden}, {vec, tpr, rpc, cluster, storage, occ}}
 
 static const nj_nvrtc *nvrtc;
 static const nj_templates *templates;
@@ -116,6 +132,35 @@ static const struct {
     {V(LN, BF16, BF16, BF16, 65536, 8, 1024, 1, 1, 0, STREAM), 80},
     {V(LN, F16, F16, F32, 100000, 8, 512, 1, 1, 0, STREAM), 80},
     {V(LN, F16, F16, F16, 65536, 8, 256, 1, 4, 0, REG), 90},
+    /* Fused residual add, in registers and streamed, every residual dtype. */
+    {EV(ADD_RMS, F16, F16, F16, F16, 0, 0, 0, 0, 4096, 8, 128, 1, 1, 0, REG), 80},
+    {EV(ADD_RMS, BF16, BF16, F32, F32, 0, 0, 0, 0, 4098, 2, 128, 1, 1, 0, REG), 80},
+    {EV(ADD_RMS, F32, F16, F16, F16, 0, 0, 0, 0, 100000, 4, 1024, 1, 1, 0, STREAM), 80},
+    {EV(ADD_RMS, BF16, BF16, BF16, BF16, 0, 0, 0, 0, 131072, 8, 1024, 1, 2, 0, REG), 90},
+    {EV(ADD_LN, F16, F16, F16, F16, 0, 0, 0, 0, 4096, 8, 128, 1, 1, 0, REG), 80},
+    {EV(ADD_LN, BF16, BF16, BF16, BF16, 0, 0, 0, 0, 65536, 8, 1024, 1, 1, 0, STREAM), 80},
+    /* Quantized outputs: every mode and code dtype; fp8 on sm_80 converts in software. */
+    {EV(RMS, F16, E4M3, F16, 0, TENSOR, 0, 0, 0, 4096, 8, 128, 1, 1, 0, REG), 80},
+    {EV(RMS, BF16, E5M2, BF16, 0, TOKEN, 0, 0, 0, 4096, 8, 128, 1, 1, 0, REG), 80},
+    {EV(RMS, BF16, I8, BF16, 0, TOKEN, 0, 0, 0, 5120, 8, 160, 1, 1, 0, REG), 80},
+    {EV(RMS, BF16, E4M3, BF16, 0, GROUP, 128, 0, 0, 4096, 8, 128, 1, 1, 0, REG), 80},
+    {EV(RMS, BF16, E4M3, F32, 0, GROUP, 64, 1, 0, 7168, 8, 224, 1, 1, 0, REG), 80},
+    {EV(RMS, F16, E4M3, F16, 0, GROUP, 128, 0, 0, 512, 8, 4, 32, 1, 0, REG), 80},
+    {EV(LN, F16, I8, F16, 0, TENSOR, 0, 0, 0, 2880, 8, 128, 1, 1, 0, REG), 80},
+    {EV(LN, BF16, E4M3, BF16, 0, TOKEN, 0, 0, 0, 65536, 8, 1024, 1, 1, 0, STREAM), 80},
+    {EV(RMS, BF16, E4M3, BF16, 0, GROUP, 128, 1, 0, 131072, 8, 1024, 1, 1, 0, STREAM), 80},
+    {EV(RMS, BF16, E4M3, BF16, 0, GROUP, 128, 0, 0, 65536, 8, 512, 1, 2, 0, REG), 90},
+    {EV(ADD_RMS, BF16, E4M3, BF16, BF16, TOKEN, 0, 0, 0, 4096, 8, 128, 1, 1, 0, REG), 80},
+    {EV(ADD_LN, F16, E4M3, F16, F16, GROUP, 128, 0, 0, 8192, 8, 256, 1, 1, 0, REG), 80},
+    /* Cast modes. */
+    {EV(RMS, BF16, BF16, BF16, 0, 0, 0, 0, LLAMA, 4096, 8, 128, 1, 1, 0, REG), 80},
+    {EV(RMS, BF16, BF16, BF16, 0, 0, 0, 0, GEMMA, 2304, 8, 96, 1, 1, 0, REG), 80},
+    {EV(ADD_LN, F16, F16, F16, F16, 0, 0, 0, LLAMA, 65536, 8, 1024, 1, 1, 0, STREAM), 80},
+    {EV(ADD_RMS, BF16, E4M3, BF16, BF16, TOKEN, 0, 0, LLAMA, 4096, 8, 128, 1, 1, 0, REG), 80},
+    /* QK-norm over head_dim. */
+    {V(QK, BF16, BF16, BF16, 128, 8, 16, 8, 1, 0, REG), 80},
+    {V(QK, F16, F16, F32, 64, 8, 8, 16, 1, 0, REG), 80},
+    {EV(QK, BF16, BF16, BF16, 0, 0, 0, 0, LLAMA, 256, 8, 32, 4, 1, 0, REG), 80},
 };
 
 static void test_compile_families(void **state)
@@ -147,11 +192,16 @@ static void test_compile_heuristic_plans(void **state)
     for (op = RMS; op <= LN; op++)
         for (h = 0; h < sizeof hidden / sizeof hidden[0]; h++)
             for (d = 0; d < sizeof dtypes / sizeof dtypes[0]; d++) {
-                nj_request r = {op, dtypes[d][0], dtypes[d][1], dtypes[d][2], 16, NJ_BUCKET_PREFILL, hidden[h]};
+                nj_request r;
                 nj_plan p80, p90;
-                r.vec = NJ_MAX_ACCESS_BYTES / nj_dtype_size(r.tx);
-                while (r.hidden % r.vec)
-                    r.vec /= 2;
+                memset(&r, 0, sizeof r);
+                r.s.op = op;
+                r.s.tx = dtypes[d][0];
+                r.s.ty = dtypes[d][1];
+                r.s.tw = dtypes[d][2];
+                r.s.hidden = hidden[h];
+                r.bucket = NJ_BUCKET_PREFILL;
+                r.vec = nj_widest_vec(&r.s);
                 nj_plan_heuristic(&r, 80, &p80);
                 nj_plan_heuristic(&r, 90, &p90);
                 compile_variant(&sm80, &p80.v);
@@ -193,11 +243,10 @@ static void check_plan(const nj_request *r, int arch)
     nj_request other = *r;
     nj_plan q;
     nj_plan_heuristic(r, arch, &p);
-    if (p.v.op != r->op || p.v.tx != r->tx || p.v.ty != r->ty || p.v.tw != r->tw ||
-        p.v.hidden != r->hidden || p.v.k.vec != r->vec) {
+    if (!nj_spec_equal(&p.v.s, &r->s) || p.v.k.vec != r->vec) {
         if (failures++ < 10)
             print_message("plan for hidden %lld vec %d does not answer the request\n",
-                          (long long)r->hidden, r->vec);
+                          (long long)r->s.hidden, r->vec);
         return;
     }
     if (nj_variant_check(&p.v, arch) != NORMJIT_OK) {
@@ -211,11 +260,10 @@ static void check_plan(const nj_request *r, int arch)
     /* Batch invariance: another bucket keeps the reduction knobs. */
     other.bucket = (r->bucket + 1) % NJ_BUCKETS;
     nj_plan_heuristic(&other, arch, &q);
-    if (q.v.k.tpr != p.v.k.tpr || q.v.k.cluster != p.v.k.cluster ||
-        q.v.k.storage != p.v.k.storage) {
+    if (!nj_knobs_same_layout(&q.v.k, &p.v.k)) {
         if (failures++ < 10)
             print_message("hidden %lld: the reduction knobs depend on the bucket\n",
-                          (long long)r->hidden);
+                          (long long)r->s.hidden);
     }
 }
 
@@ -224,7 +272,15 @@ static void check_all_vecs(int op, int tx, int ty, int tw, int64_t hidden)
 {
     int vec, arch;
     for (vec = 1; vec * nj_dtype_size(tx) <= NJ_MAX_ACCESS_BYTES; vec *= 2) {
-        nj_request r = {op, tx, ty, tw, vec, NJ_BUCKET_DECODE, hidden};
+        nj_request r;
+        memset(&r, 0, sizeof r);
+        r.s.op = op;
+        r.s.tx = tx;
+        r.s.ty = ty;
+        r.s.tw = tw;
+        r.s.hidden = hidden;
+        r.vec = vec;
+        r.bucket = NJ_BUCKET_DECODE;
         if (hidden % vec)
             break;
         for (arch = 80; arch <= 90; arch += 10)

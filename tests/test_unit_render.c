@@ -32,7 +32,7 @@
 
 /* Knobs in the order nj_variant_describe prints them. */
 #define V(op, x, y, w, hidden, vec, tpr, rpc, cluster, occ, storage) \
-    {op, x, y, w, hidden, {vec, tpr, rpc, cluster, storage, occ}}
+    {{op, x, y, w, 0, 0, 0, 0, 0, hidden}, {vec, tpr, rpc, cluster, storage, occ}}
 
 static const char *self_path;
 
@@ -77,8 +77,8 @@ static void test_render_puts_knobs_and_templates_in_order(void **state)
     assert_true(common->len > 100);
     for (i = 0; i < N_VARIANTS; i++) {
         const nj_variant *v = &variants[i];
-        const nj_template_file *op = nj_template_find(t, v->op == RMS ? "rmsnorm.cu" : "layernorm.cu");
-        const nj_template_file *other = nj_template_find(t, v->op == RMS ? "layernorm.cu" : "rmsnorm.cu");
+        const nj_template_file *op = nj_template_find(t, v->s.op == RMS ? "rmsnorm.cu" : "layernorm.cu");
+        const nj_template_file *other = nj_template_find(t, v->s.op == RMS ? "layernorm.cu" : "rmsnorm.cu");
         char name[NJ_KERNEL_NAME_MAX], expect_name[NJ_KERNEL_NAME_MAX], num[32];
         const char *common_at, *op_at;
 
@@ -97,10 +97,10 @@ static void test_render_puts_knobs_and_templates_in_order(void **state)
         assert_null(strstr(src.data, other->text));
 
         expect_define(src.data, common_at, "NJ_KERNEL_NAME", name);
-        expect_define(src.data, common_at, "NJ_TX", ctype(v->tx));
-        expect_define(src.data, common_at, "NJ_TY", ctype(v->ty));
-        expect_define(src.data, common_at, "NJ_TW", ctype(v->tw));
-        snprintf(num, sizeof num, "%lld", (long long)v->hidden);
+        expect_define(src.data, common_at, "NJ_TX", ctype(v->s.tx));
+        expect_define(src.data, common_at, "NJ_TY", ctype(v->s.ty));
+        expect_define(src.data, common_at, "NJ_TW", ctype(v->s.tw));
+        snprintf(num, sizeof num, "%lld", (long long)v->s.hidden);
         expect_define(src.data, common_at, "NJ_H", num);
         snprintf(num, sizeof num, "%d", v->k.vec);
         expect_define(src.data, common_at, "NJ_VEC", num);
@@ -229,7 +229,7 @@ static void test_check(void **state)
         {V(RMS, F16, F16, F16, 65536, 8, 32, 1, 1, 0, REG), 90, NORMJIT_EUNSUPPORTED, "storage=reg would hold"},
         {V(RMS, F16, F16, BF16, 4096, 8, 128, 1, 1, 0, REG), 90, NORMJIT_EUNSUPPORTED, "weight dtype"},
         {V(RMS, F16, F16, F16, 0, 1, 128, 1, 1, 0, REG), 90, NORMJIT_EUNSUPPORTED, "hidden size 0"},
-        {V(3, F16, F16, F16, 4096, 8, 128, 1, 1, 0, REG), 90, NORMJIT_EUNSUPPORTED, "unknown op"},
+        {V(9, F16, F16, F16, 4096, 8, 128, 1, 1, 0, REG), 90, NORMJIT_EUNSUPPORTED, "unknown op"},
         {V(RMS, F16, F16, F16, 4096, 8, 128, 1, 1, 0, 2), 90, NORMJIT_EUNSUPPORTED, "unknown storage 2"},
     };
     size_t i;
@@ -237,10 +237,10 @@ static void test_check(void **state)
     for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char name[NJ_KERNEL_NAME_MAX];
         int status = nj_variant_check(&cases[i].v, cases[i].arch);
-        if (cases[i].v.op == RMS || cases[i].v.op == LN)
+        if (cases[i].v.s.op == RMS || cases[i].v.s.op == LN)
             nj_variant_name(&cases[i].v, name, sizeof name);
         else
-            snprintf(name, sizeof name, "op %d", cases[i].v.op);
+            snprintf(name, sizeof name, "op %d", cases[i].v.s.op);
         if (status != cases[i].status ||
             (cases[i].message && !strstr(normjit_last_error(), cases[i].message)))
             fail_msg("case %zu (%s on sm_%d): got %s \"%s\", expected %s with \"%s\"", i, name,

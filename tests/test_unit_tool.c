@@ -4,6 +4,7 @@
  * the disk cache that a second run finds complete.
  */
 #include "cache_scan.h"
+#include "args.h"
 #include "ctx.h"
 
 #include <ftw.h>
@@ -164,13 +165,16 @@ static unsigned expected_kernels(int arch, const int *ops, int n_ops, const int 
                 nj_variant seen[NJ_BUCKETS * 8];
                 int n_seen = 0;
                 for (b = 0; b < NJ_BUCKETS; b++) {
-                    nj_request r = {ops[i], dtypes[d], dtypes[d], dtypes[d], 16, b, hidden[h]};
+                    nj_request r;
                     nj_plan plans[8];
                     int n;
-                    r.vec = NJ_MAX_ACCESS_BYTES / nj_dtype_size(r.tx);
-                    while (r.hidden % r.vec)
-                        r.vec /= 2;
-                    n = nj_ctx_plans(ctx, &r, plans, 8);
+                    memset(&r, 0, sizeof r);
+                    r.s.op = ops[i];
+                    r.s.tx = r.s.ty = r.s.tw = dtypes[d];
+                    r.s.hidden = hidden[h];
+                    r.bucket = b;
+                    r.vec = nj_widest_vec(&r.s);
+                    n = nj_planner_plans_for_arch(&ctx->planner, &r, plans, 8);
                     assert_true(n >= 1);
                     for (p = 0; p < n; p++) {
                         for (q = 0; q < n_seen && !nj_variant_equal(&seen[q], &plans[p].v); q++)

@@ -20,6 +20,8 @@
 #define F32 NORMJIT_DTYPE_F32
 #define F16 NORMJIT_DTYPE_F16
 #define BF16 NORMJIT_DTYPE_BF16
+/* A request of a plain op. */
+#define R(op, x, y, w, vec, bucket, hidden) {{op, x, y, w, 0, 0, 0, 0, 0, hidden}, vec, bucket}
 
 #define HEADER                                                                    \
     "# a table for tests\n"                                                       \
@@ -89,24 +91,23 @@ static void test_lookup(void **state)
     static const struct {
         const char *what;
         nj_request r;
-        int arch;
+        int arch; /* the device the lookup is for (the table's cc is 90) */
         int hit, tpr, rpc, ctas_per_sm;
     } cases[] = {
-        {"decode", {RMS, F16, F16, F16, 8, NJ_BUCKET_DECODE, 4096}, 90, 1, 128, 1, 0},
-        {"prefill", {RMS, F16, F16, F16, 8, NJ_BUCKET_PREFILL, 4096}, 90, 1, 128, 2, 0},
-        {"large", {RMS, F16, F16, F16, 8, NJ_BUCKET_LARGE, 4096}, 80, 1, 128, 4, 2},
-        {"stream", {LN, F32, F32, F32, 4, NJ_BUCKET_LARGE, 100000}, 80, 1, 1024, 1, 1},
-        {"cluster on sm_90", {LN, BF16, BF16, F32, 8, NJ_BUCKET_PREFILL, 65536}, 90, 1, 512, 1, 0},
-        {"cluster on sm_80 is illegal", {LN, BF16, BF16, F32, 8, NJ_BUCKET_PREFILL, 65536}, 80, 0, 0, 0, 0},
+        {"decode", R(RMS, F16, F16, F16, 8, NJ_BUCKET_DECODE, 4096), 90, 1, 128, 1, 0},
+        {"prefill", R(RMS, F16, F16, F16, 8, NJ_BUCKET_PREFILL, 4096), 90, 1, 128, 2, 0},
+        {"large", R(RMS, F16, F16, F16, 8, NJ_BUCKET_LARGE, 4096), 80, 1, 128, 4, 2},
+        {"stream", R(LN, F32, F32, F32, 4, NJ_BUCKET_LARGE, 100000), 80, 1, 1024, 1, 1},
+        {"cluster on sm_90", R(LN, BF16, BF16, F32, 8, NJ_BUCKET_PREFILL, 65536), 90, 1, 512, 1, 0},
         /* Buckets the table lacks take its nearest record of the configuration. */
-        {"decode from prefill", {LN, BF16, BF16, F32, 8, NJ_BUCKET_DECODE, 65536}, 90, 1, 512, 1, 0},
-        {"prefill from large", {LN, F32, F32, F32, 4, NJ_BUCKET_PREFILL, 100000}, 80, 1, 1024, 1, 1},
-        {"missing bucket, illegal record", {LN, BF16, BF16, F32, 8, NJ_BUCKET_LARGE, 65536}, 80, 0, 0, 0, 0},
-        {"wrong vec", {RMS, F16, F16, F16, 4, NJ_BUCKET_DECODE, 4096}, 90, 0, 0, 0, 0},
-        {"wrong hidden", {RMS, F16, F16, F16, 8, NJ_BUCKET_DECODE, 4104}, 90, 0, 0, 0, 0},
-        {"wrong y dtype", {RMS, F16, F32, F16, 8, NJ_BUCKET_DECODE, 4096}, 90, 0, 0, 0, 0},
-        {"wrong weight dtype", {RMS, F16, F16, F32, 8, NJ_BUCKET_DECODE, 4096}, 90, 0, 0, 0, 0},
-        {"wrong op", {LN, F16, F16, F16, 8, NJ_BUCKET_DECODE, 4096}, 90, 0, 0, 0, 0},
+        {"decode from prefill", R(LN, BF16, BF16, F32, 8, NJ_BUCKET_DECODE, 65536), 90, 1, 512, 1, 0},
+        {"prefill from large", R(LN, F32, F32, F32, 4, NJ_BUCKET_PREFILL, 100000), 80, 1, 1024, 1, 1},
+        {"missing bucket", R(LN, BF16, BF16, F32, 8, NJ_BUCKET_LARGE, 65536), 90, 1, 512, 1, 0},
+        {"wrong vec", R(RMS, F16, F16, F16, 4, NJ_BUCKET_DECODE, 4096), 90, 0, 0, 0, 0},
+        {"wrong hidden", R(RMS, F16, F16, F16, 8, NJ_BUCKET_DECODE, 4104), 90, 0, 0, 0, 0},
+        {"wrong y dtype", R(RMS, F16, F32, F16, 8, NJ_BUCKET_DECODE, 4096), 90, 0, 0, 0, 0},
+        {"wrong weight dtype", R(RMS, F16, F16, F32, 8, NJ_BUCKET_DECODE, 4096), 90, 0, 0, 0, 0},
+        {"wrong op", R(LN, F16, F16, F16, 8, NJ_BUCKET_DECODE, 4096), 90, 0, 0, 0, 0},
     };
     nj_tuning *t = parse_ok(table, strlen(table));
     size_t i;
@@ -115,15 +116,38 @@ static void test_lookup(void **state)
         nj_plan p;
         int hit;
         memset(&p, 0, sizeof p);
-        hit = nj_tuning_lookup(t, &cases[i].r, cases[i].arch, &p);
+        hit = nj_tuning_lookup(t, &cases[i].r, &p);
         if (hit != cases[i].hit)
             fail_msg("%s: lookup gave %d, expected %d", cases[i].what, hit, cases[i].hit);
         if (hit && (p.v.k.tpr != cases[i].tpr || p.v.k.rpc != cases[i].rpc ||
-                    p.ctas_per_sm != cases[i].ctas_per_sm || p.v.hidden != cases[i].r.hidden ||
+                    p.ctas_per_sm != cases[i].ctas_per_sm || p.v.s.hidden != cases[i].r.s.hidden ||
                     p.v.k.vec != cases[i].r.vec))
             fail_msg("%s: got tpr %d rpc %d ctas_per_sm %d", cases[i].what, p.v.k.tpr, p.v.k.rpc,
                      p.ctas_per_sm);
     }
+    nj_tuning_free(t);
+}
+
+/*
+ * A record the table's architecture cannot run (a cluster on sm_80) drops
+ * every record of its configuration when the table is read, so that no
+ * bucket of it mixes this table's layout with the heuristic's.
+ */
+static void test_illegal_record_drops_its_configuration(void **state)
+{
+    const char text[] = "device: X\ncc: 80\nfields: " NJ_TUNING_FIELDS_V1 "\n"
+                        "layernorm bf16 bf16 f32 65536 decode 8 512 1 2 0 reg 0 10.0\n"
+                        "layernorm bf16 bf16 f32 65536 prefill 8 512 1 2 0 reg 0 80.5\n"
+                        "rmsnorm f16 f16 f16 4096 decode 8 128 1 1 0 reg 0 3.1\n";
+    nj_tuning *t = parse_ok(text, strlen(text));
+    nj_request r = R(LN, BF16, BF16, F32, 8, NJ_BUCKET_DECODE, 65536);
+    nj_plan p;
+    (void)state;
+    assert_int_equal(t->n, 1);
+    assert_int_equal(t->dropped, 2);
+    assert_non_null(strstr(t->dropped_why, "line 4"));
+    assert_non_null(strstr(t->dropped_why, "cluster"));
+    assert_int_equal(nj_tuning_lookup(t, &r, &p), 0);
     nj_tuning_free(t);
 }
 
@@ -142,8 +166,8 @@ static const nj_tuning_record *find_slot(const nj_tuning *t, const nj_tuning_rec
     size_t i;
     for (i = 0; i < t->n; i++) {
         const nj_variant *a = &t->records[i].plan.v, *b = &r->plan.v;
-        if (a->op == b->op && a->tx == b->tx && a->ty == b->ty && a->tw == b->tw &&
-            a->hidden == b->hidden && a->k.vec == b->k.vec && t->records[i].bucket == r->bucket)
+        if (nj_spec_equal(&a->s, &b->s) && a->k.vec == b->k.vec &&
+            t->records[i].bucket == r->bucket)
             return &t->records[i];
     }
     return NULL;
@@ -191,7 +215,8 @@ static void test_new_put_replaces_slot(void **state)
     (void)state;
     assert_non_null(t);
     memset(&r, 0, sizeof r);
-    r.plan.v = (nj_variant){RMS, F16, F16, F16, 4096, {8, 128, 1, 1, NJ_STORAGE_REG, 0}};
+    r.plan.v = (nj_variant){{RMS, F16, F16, F16, 0, 0, 0, 0, 0, 4096},
+                            {8, 128, 1, 1, NJ_STORAGE_REG, 0}};
     r.bucket = NJ_BUCKET_DECODE;
     r.us = 5.0;
     assert_int_equal(nj_tuning_put(t, &r), NORMJIT_OK);
@@ -226,7 +251,8 @@ static void test_malformed_tables(void **state)
     } cases[] = {
         {"record before fields", "device: X\n" REC, 0, L(2) "record before the 'fields:' line"},
         {"13 fields", HEADER "rmsnorm f16 f16 f16 4096 decode 8 128 1 1 0 reg 0\n", 0, L(10) "expected 14 fields"},
-        {"15 fields", HEADER "rmsnorm f16 f16 f16 4096 decode 8 128 1 1 0 reg 0 3.1 x\n", 0, L(10) "expected 14 fields"},
+        {"15 fields", HEADER "rmsnorm f16 f16 f16 4096 decode 8 128 1 1 0 reg 0 3.1 x\n", 0, L(10) "bad epilogue"},
+        {"16 fields", HEADER "rmsnorm f16 f16 f16 4096 decode 8 128 1 1 0 reg 0 3.1 - x\n", 0, L(10) "expected 14 fields"},
         {"bad dtype", HEADER "rmsnorm f8 f16 f16 4096 decode 8 128 1 1 0 reg 0 3.1\n", 0, L(10) "unknown op or dtype"},
         {"bad op", HEADER "softmax f16 f16 f16 4096 decode 8 128 1 1 0 reg 0 3.1\n", 0, L(10) "unknown op or dtype"},
         {"bad bucket", HEADER REC "rmsnorm f16 f16 f16 4096 huge 8 128 1 1 0 reg 0 3.1\n", 0, L(11) "bucket must be decode, prefill or large"},
@@ -390,6 +416,7 @@ int main(void)
         cmocka_unit_test(test_parse_valid_table),
         cmocka_unit_test(test_parse_crlf_and_no_final_newline),
         cmocka_unit_test(test_lookup),
+        cmocka_unit_test(test_illegal_record_drops_its_configuration),
         cmocka_unit_test(test_write_parse_round_trip),
         cmocka_unit_test(test_new_put_replaces_slot),
         cmocka_unit_test(test_malformed_tables),

@@ -1,4 +1,5 @@
 /* normjit bench: the seed benchmark's shapes, checked, then timed against the copy bandwidth. */
+#include "args.h"
 #include "ctx.h"
 #include "gpubench.h"
 #include "hostref.h"
@@ -26,10 +27,18 @@ static const char help[] =
     "compared with the device-to-device copy bandwidth measured in the same run.\n"
     "\n"
     "  --shape BxSxH     a shape to time (repeatable; default: the six seed shapes)\n"
-    "  --op LIST         rmsnorm,layernorm (default: both)\n"
+    "  --op LIST         rmsnorm,layernorm,add_rmsnorm,add_layernorm,qk_rmsnorm\n"
+    "                    (default: rmsnorm,layernorm)\n"
+    "  --quant LIST      none,fp8-tensor,fp8-token,int8-token,fp8-group128,... (default:\n"
+    "                    none): quantized outputs of every op that has them\n"
+    "  --heads N         qk_rmsnorm: heads per token (H is head_dim; default 1)\n"
     "  --dtype LIST      f16,bf16,f32 (default: f16,bf16)\n"
     "  --iters N         timed launches per case (default: 100)\n"
     "  --csv FILE        also write the results as CSV\n"
+    "  --json            print the results as one JSON array instead of a table\n"
+    "\n"
+    "Every case is also compared with a same-size copy: a device copy of exactly\n"
+    "the bytes the call moves, timed the same way in the same run.\n"
     "  --overhead        instead: host time of a cached call against a bare\n"
     "                    cuLaunchKernel of the same kernel (1 row of 4096, f16)\n";
 
@@ -65,10 +74,11 @@ static int cmp_double(const void *a, const void *b)
  */
 static int overhead(nj_bench_gpu *g, normjit_ctx *ctx)
 {
-    nj_bench_op op = {NORMJIT_OP_RMSNORM, NORMJIT_DTYPE_F16, NORMJIT_DTYPE_F16,
-                      NORMJIT_DTYPE_F16, 1, 4096, 0};
+    nj_bench_op op = nj_bench_plain(NORMJIT_OP_RMSNORM, NORMJIT_DTYPE_F16, 1, 4096);
     nj_bench_buffers b;
     normjit_norm_args a;
+    nj_call call;
+    nj_params params;
     nj_request r;
     const nj_launch *e;
     double bare[OVERHEAD_BATCHES], api[OVERHEAD_BATCHES];
@@ -77,13 +87,13 @@ static int overhead(nj_bench_gpu *g, normjit_ctx *ctx)
     if ((status = nj_bench_alloc(g, &op, 1, &b)) != NORMJIT_OK)
         return nj_report_failure("bench --overhead", status);
     nj_bench_args(&op, &b, 0, &a);
-    if ((status = normjit_rmsnorm_fwd(ctx, &a, g->stream)) != NORMJIT_OK)
+    if ((status = normjit_rmsnorm_fwd(ctx, &a, g->stream)) != NORMJIT_OK ||
+        (status = nj_call_check(NORMJIT_OP_RMSNORM, &a, &call)) != NORMJIT_OK)
         return nj_report_failure("bench --overhead", status);
-    r.op = op.op;
-    r.tx = r.ty = r.tw = op.tx;
-    r.vec = 8;
+    nj_call_params(&call, &params);
+    r.s = op.s;
+    r.vec = nj_widest_vec(&op.s);
     r.bucket = nj_bucket_of_rows(op.rows);
-    r.hidden = op.hidden;
     if (!(e = nj_kernels_find(&ctx->kernels, nj_request_key(&r)))) {
         fprintf(stderr, "normjit bench: the cached kernel was not found\n");
         return NJ_EXIT_FAIL;
@@ -91,16 +101,16 @@ static int overhead(nj_bench_gpu *g, normjit_ctx *ctx)
     for (k = 0; k < OVERHEAD_BATCHES; k++) {
         double t0 = nj_now();
         for (i = 0; i < OVERHEAD_BATCH; i++)
-            if (nj_launch_run(g->drv, e, &a, g->stream) != CUDA_SUCCESS)
+            if (nj_launch_run(g->drv, e, &params, 0, g->stream) != CUDA_SUCCESS)
                 return nj_report_failure("bench --overhead", NORMJIT_EDRIVER);
         bare[k] = (nj_now() - t0) / OVERHEAD_BATCH * 1e6;
-        g->drv->stream_synchronize(g->stream);
+        g->x->stream_synchronize(g->stream);
         t0 = nj_now();
         for (i = 0; i < OVERHEAD_BATCH; i++)
             if ((status = normjit_rmsnorm_fwd(ctx, &a, g->stream)) != NORMJIT_OK)
                 return nj_report_failure("bench --overhead", status);
         api[k] = (nj_now() - t0) / OVERHEAD_BATCH * 1e6;
-        g->drv->stream_synchronize(g->stream);
+        g->x->stream_synchronize(g->stream);
     }
     nj_bench_free(g, &b);
     qsort(bare, OVERHEAD_BATCHES, sizeof *bare, cmp_double);
@@ -113,28 +123,122 @@ static int overhead(nj_bench_gpu *g, normjit_ctx *ctx)
     return NJ_EXIT_OK;
 }
 
+/* One timed case: its op (and spec), shape and label. */
+typedef struct bench_case {
+    nj_bench_op op;
+    const shape *sh;
+    int quant_code;
+} bench_case;
+
+typedef struct bench_out {
+    FILE *csv;
+    int json, n_json;
+    const char *date;
+    const nj_bench_gpu *g;
+    double copy_bw;
+} bench_out;
+
+/* Median time of a device copy of `bytes_moved` / 2 bytes (a copy reads and writes). */
+static double same_size_copy_ms(nj_bench_gpu *g, double bytes_moved, int iters)
+{
+    return nj_bench_copy_ms(g, (size_t)(bytes_moved / 2), iters);
+}
+
+static void report(bench_out *o, const bench_case *bc, double ms, double copy_ms, double error,
+                   const char *problem)
+{
+    const nj_bench_op *op = &bc->op;
+    const double bytes = nj_bench_bytes(op);
+    const double gbps = ms > 0 ? bytes / (ms * 1e-3) * 1e-9 : 0;
+    const char *quant = nj_tool_quant_name(bc->quant_code ? bc->quant_code : 1);
+    if (o->json) {
+        printf("%s\n  {\"config\": \"%s\", \"shape\": \"%s\", \"rows\": %lld, \"hidden\": %lld, "
+               "\"op\": \"%s\", \"dtype\": \"%s\", \"quant\": \"%s\", ",
+               o->n_json++ ? "," : "[", bc->sh->name, bc->sh->text, (long long)op->rows,
+               (long long)op->s.hidden, nj_op_name(op->s.op), nj_dtype_name(op->s.tx), quant);
+        if (problem)
+            printf("\"error\": \"%s\"}", problem);
+        else
+            printf("\"ms\": %.5f, \"gbps\": %.1f, \"pct_copy\": %.2f, \"same_size_copy_ms\": %.5f, "
+                   "\"pct_same_size_copy\": %.2f, \"max_error\": %.3g}",
+                   ms, gbps, 100.0 * gbps * 1e9 / o->copy_bw, copy_ms, 100.0 * copy_ms / ms, error);
+    } else if (problem) {
+        printf("| %s | %s | %s | %s | %s | %s |\n", bc->sh->name, bc->sh->text, nj_op_name(op->s.op),
+               nj_dtype_name(op->s.tx), quant, problem);
+    } else {
+        printf("| %s | %s | %s | %s | %s | %.4f | %.0f | %.1f%% | %.4f | %.1f%% | %.1e |\n",
+               bc->sh->name, bc->sh->text, nj_op_name(op->s.op), nj_dtype_name(op->s.tx), quant,
+               ms, gbps, 100.0 * gbps * 1e9 / o->copy_bw, copy_ms, 100.0 * copy_ms / ms, error);
+    }
+    fflush(stdout);
+    if (o->csv && !problem)
+        fprintf(o->csv, "\"%s\",%s,%s,%s,%lld,%lld,%s,%s,%s,%.5f,%.1f,%.2f,%.5f,%.2f,%.3g,%.4f\n",
+                o->g->name, o->date, bc->sh->name, bc->sh->text, (long long)op->rows,
+                (long long)op->s.hidden, nj_op_name(op->s.op), nj_dtype_name(op->s.tx), quant, ms,
+                gbps, 100.0 * gbps * 1e9 / o->copy_bw, copy_ms, 100.0 * copy_ms / ms, error,
+                o->copy_bw * 1e-12);
+}
+
+/* Check, then time one case. Returns 1 if it failed. */
+static int run_case(nj_bench_gpu *g, normjit_ctx *ctx, bench_out *o, const bench_case *bc,
+                    int iters)
+{
+    nj_bench_buffers b;
+    nj_bench_api_user u = {ctx, &bc->op, &b};
+    double ms, error, copy_ms;
+    char problem[320];
+    int status;
+    if ((status = nj_bench_alloc(g, &bc->op, (uint64_t)(nj_now() * 1e6), &b)) != NORMJIT_OK) {
+        snprintf(problem, sizeof problem, "skipped: %s", normjit_last_error());
+        report(o, bc, 0, 0, 0, problem);
+        return 1;
+    }
+    /* Check before timing: one launch on set 0 against the reference. */
+    status = nj_bench_launch_api(&u, 0, g->stream);
+    error = status == NORMJIT_OK ? nj_bench_check(g, &bc->op, &b) : -1;
+    if (status != NORMJIT_OK || !(error >= 0) || error > nj_tolerance(bc->op.s.ty)) {
+        snprintf(problem, sizeof problem, "WRONG RESULT (error %.3g)%s%s", error,
+                 status == NORMJIT_OK ? "" : ": ", status == NORMJIT_OK ? "" : normjit_last_error());
+        report(o, bc, 0, 0, error, problem);
+        nj_bench_free(g, &b);
+        return 1;
+    }
+    ms = nj_bench_median_ms(g, nj_bench_launch_api, &u, b.sets, 10, iters, &status);
+    nj_bench_free(g, &b);
+    copy_ms = same_size_copy_ms(g, nj_bench_bytes(&bc->op), iters);
+    if (ms <= 0) {
+        snprintf(problem, sizeof problem, "FAILED: %s", normjit_last_error());
+        report(o, bc, 0, 0, 0, problem);
+        return 1;
+    }
+    report(o, bc, ms, copy_ms, error, NULL);
+    return 0;
+}
+
 int nj_cmd_bench(int argc, char **argv)
 {
     static const struct option opts[] = {
         {"shape", required_argument, NULL, 's'}, {"op", required_argument, NULL, 'o'},
         {"dtype", required_argument, NULL, 'd'}, {"iters", required_argument, NULL, 'i'},
         {"csv", required_argument, NULL, 'c'},   {"help", no_argument, NULL, 'h'},
-        {"overhead", no_argument, NULL, 'O'},
+        {"overhead", no_argument, NULL, 'O'},    {"quant", required_argument, NULL, 'Q'},
+        {"heads", required_argument, NULL, 'H'}, {"json", no_argument, NULL, 'J'},
         {NULL, 0, NULL, 0}};
-    int ops[2] = {NORMJIT_OP_RMSNORM, NORMJIT_OP_LAYERNORM}, n_ops = 2;
+    int ops[8] = {NORMJIT_OP_RMSNORM, NORMJIT_OP_LAYERNORM}, n_ops = 2;
     int dtypes[3] = {NORMJIT_DTYPE_F16, NORMJIT_DTYPE_BF16}, n_dtypes = 2;
+    int quants[16] = {1}, n_quants = 1;
     shape shapes[MAX_SHAPES];
-    int n_shapes = 0, iters = 100, c, si, o, d, status, failed = 0, want_overhead = 0;
-    int64_t iters64;
+    int n_shapes = 0, iters = 100, c, si, o, d, q, status, failed = 0, want_overhead = 0;
+    int64_t num, heads = 1;
     const char *csv_path = NULL;
-    FILE *csv = NULL;
     char err[256], date[32];
     nj_bench_gpu g;
     normjit_ctx *ctx = NULL;
     normjit_ctx_options copt;
-    double copy_bw;
+    bench_out out;
     time_t now = time(NULL);
 
+    memset(&out, 0, sizeof out);
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
@@ -151,7 +255,7 @@ int nj_cmd_bench(int argc, char **argv)
             n_shapes++;
             break;
         case 'o':
-            if ((n_ops = nj_parse_name_list(optarg, nj_op_parse, "op", ops, 2, err,
+            if ((n_ops = nj_parse_name_list(optarg, nj_op_parse, "op", ops, 8, err,
                                             sizeof err)) < 0)
                 return nj_usage_error("bench", "--op: %s", err);
             break;
@@ -159,14 +263,29 @@ int nj_cmd_bench(int argc, char **argv)
             if ((n_dtypes = nj_parse_name_list(optarg, nj_dtype_parse, "dtype", dtypes, 3, err,
                                                sizeof err)) < 0)
                 return nj_usage_error("bench", "--dtype: %s", err);
+            for (d = 0; d < n_dtypes; d++)
+                if (!nj_dtype_is_float(dtypes[d]))
+                    return nj_usage_error("bench", "--dtype: f16, bf16 or f32");
+            break;
+        case 'Q':
+            if ((n_quants = nj_parse_name_list(optarg, nj_tool_quant_code, "quant", quants, 16,
+                                               err, sizeof err)) < 0)
+                return nj_usage_error("bench", "--quant: %s", err);
+            break;
+        case 'H':
+            if (nj_parse_int_list(optarg, 1, 1024, &heads, 1, err, sizeof err) < 0)
+                return nj_usage_error("bench", "--heads: %s", err);
             break;
         case 'i':
-            if (nj_parse_int_list(optarg, 1, 100000, &iters64, 1, err, sizeof err) < 0)
+            if (nj_parse_int_list(optarg, 1, 100000, &num, 1, err, sizeof err) < 0)
                 return nj_usage_error("bench", "--iters: %s", err);
-            iters = (int)iters64;
+            iters = (int)num;
             break;
         case 'c':
             csv_path = optarg;
+            break;
+        case 'J':
+            out.json = 1;
             break;
         case 'O':
             want_overhead = 1;
@@ -208,74 +327,50 @@ int nj_cmd_bench(int argc, char **argv)
         nj_bench_gpu_close(&g);
         return status;
     }
-    if (csv_path && !(csv = fopen(csv_path, "w"))) {
+    if (csv_path && !(out.csv = fopen(csv_path, "w"))) {
         fprintf(stderr, "normjit bench: cannot write %s\n", csv_path);
         normjit_ctx_destroy(ctx);
         nj_bench_gpu_close(&g);
         return NJ_EXIT_FAIL;
     }
     strftime(date, sizeof date, "%Y-%m-%d", localtime(&now));
-    copy_bw = nj_bench_copy_bandwidth(&g, (size_t)1 << 30, 50);
-    printf("normjit %s bench on %s (sm_%d, %d SMs), %s\n", normjit_version_string(), g.name,
-           g.arch, g.sms, date);
-    printf("device copy: %.3f TB/s (1 GiB device-to-device, read + write, median of 50)\n\n",
-           copy_bw * 1e-12);
-    printf("| config | shape (BxSxH) | op | dtype | ms | GB/s | %% of copy | max error |\n");
-    printf("| --- | --- | --- | --- | ---: | ---: | ---: | ---: |\n");
-    if (csv)
-        fprintf(csv, "device,date,config,shape,rows,hidden,op,dtype,ms,gbps,pct_copy,max_error,"
-                     "copy_tbps\n");
+    out.date = date;
+    out.g = &g;
+    out.copy_bw = nj_bench_copy_bandwidth(&g, (size_t)1 << 30, 50);
+    if (!out.json) {
+        printf("normjit %s bench on %s (sm_%d, %d SMs), %s\n", normjit_version_string(), g.name,
+               g.arch, g.sms, date);
+        printf("device copy: %.3f TB/s (1 GiB device-to-device, read + write, median of 50)\n\n",
+               out.copy_bw * 1e-12);
+        printf("| config | shape (BxSxH) | op | dtype | quant | ms | GB/s | %% of copy | "
+               "same-size copy ms | %% of same-size copy | max error |\n");
+        printf("| --- | --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+    }
+    if (out.csv)
+        fprintf(out.csv, "device,date,config,shape,rows,hidden,op,dtype,quant,ms,gbps,pct_copy,"
+                         "same_size_copy_ms,pct_same_size_copy,max_error,copy_tbps\n");
 
     for (si = 0; si < n_shapes; si++)
         for (o = 0; o < n_ops; o++)
-            for (d = 0; d < n_dtypes; d++) {
-                nj_bench_op op = {ops[o], dtypes[d], dtypes[d], dtypes[d],
-                                  shapes[si].rows, shapes[si].hidden, 1};
-                nj_bench_buffers b;
-                nj_bench_api_user u = {ctx, &op, &b};
-                double ms, error, gbps;
-                if ((status = nj_bench_alloc(&g, &op, nj_now() * 1e6, &b)) != NORMJIT_OK) {
-                    printf("| %s | %s | %s | %s | skipped: %s |\n", shapes[si].name,
-                           shapes[si].text, nj_op_name(ops[o]), nj_dtype_name(dtypes[d]),
-                           normjit_last_error());
-                    failed++;
-                    continue;
+            for (q = 0; q < n_quants; q++)
+                for (d = 0; d < n_dtypes; d++) {
+                    bench_case bc;
+                    const char *why;
+                    memset(&bc, 0, sizeof bc);
+                    bc.sh = &shapes[si];
+                    bc.quant_code = quants[q];
+                    if (!nj_tool_spec(&bc.op.s, ops[o], dtypes[d], quants[q], 0,
+                                      shapes[si].hidden, &why))
+                        continue; /* e.g. quantized QK-norm: no such kernel */
+                    bc.op.rows = shapes[si].rows;
+                    bc.op.heads = ops[o] == NORMJIT_OP_QK_RMSNORM ? heads : 1;
+                    bc.op.bias = 1;
+                    failed += run_case(&g, ctx, &out, &bc, iters);
                 }
-                /* Check before timing: one launch on set 0 against the reference. */
-                status = nj_bench_launch_api(&u, 0, g.stream);
-                error = status == NORMJIT_OK ? nj_bench_check(&g, &op, &b) : -1;
-                if (status != NORMJIT_OK || !(error >= 0) || error > nj_tolerance(op.ty)) {
-                    printf("| %s | %s | %s | %s | WRONG RESULT (error %.3g): %s |\n",
-                           shapes[si].name, shapes[si].text, nj_op_name(ops[o]),
-                           nj_dtype_name(dtypes[d]), error,
-                           status == NORMJIT_OK ? "" : normjit_last_error());
-                    failed++;
-                    nj_bench_free(&g, &b);
-                    continue;
-                }
-                ms = nj_bench_median_ms(&g, nj_bench_launch_api, &u, b.sets, 10, iters, &status);
-                nj_bench_free(&g, &b);
-                if (ms <= 0) {
-                    printf("| %s | %s | %s | %s | FAILED: %s |\n", shapes[si].name,
-                           shapes[si].text, nj_op_name(ops[o]), nj_dtype_name(dtypes[d]),
-                           normjit_last_error());
-                    failed++;
-                    continue;
-                }
-                gbps = nj_bench_bytes(&op) / (ms * 1e-3) * 1e-9;
-                printf("| %s | %s | %s | %s | %.4f | %.0f | %.1f%% | %.1e |\n", shapes[si].name,
-                       shapes[si].text, nj_op_name(ops[o]), nj_dtype_name(dtypes[d]), ms, gbps,
-                       100.0 * gbps * 1e9 / copy_bw, error);
-                fflush(stdout);
-                if (csv)
-                    fprintf(csv, "\"%s\",%s,%s,%s,%lld,%lld,%s,%s,%.5f,%.1f,%.2f,%.3g,%.4f\n",
-                            g.name, date, shapes[si].name, shapes[si].text,
-                            (long long)op.rows, (long long)op.hidden, nj_op_name(ops[o]),
-                            nj_dtype_name(dtypes[d]), ms, gbps, 100.0 * gbps * 1e9 / copy_bw,
-                            error, copy_bw * 1e-12);
-            }
-    if (csv)
-        fclose(csv);
+    if (out.json)
+        printf("%s]\n", out.n_json ? "\n" : "[");
+    if (out.csv)
+        fclose(out.csv);
     normjit_ctx_destroy(ctx);
     nj_bench_gpu_close(&g);
     return failed ? NJ_EXIT_FAIL : NJ_EXIT_OK;

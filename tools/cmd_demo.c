@@ -5,7 +5,7 @@
  * reference and prints the time. Without a GPU it warms the kernel cache for
  * sm_90 with the common hidden sizes instead, printing what it compiled.
  */
-#include "driver.h"
+#include "driver_extra.h"
 #include "gpubench.h"
 #include "hostref.h"
 #include "tool.h"
@@ -33,8 +33,7 @@ static int warm_instead(const char *why)
 
 static int run_op(nj_bench_gpu *g, normjit_ctx *ctx, int op)
 {
-    nj_bench_op bop = {op, NORMJIT_DTYPE_F16, NORMJIT_DTYPE_F16, NORMJIT_DTYPE_F16,
-                       4 * 512, 4096, 1};
+    nj_bench_op bop = nj_bench_plain(op, NORMJIT_DTYPE_F16, 4 * 512, 4096);
     nj_bench_buffers b;
     nj_bench_api_user u = {ctx, &bop, &b};
     double ms, err;
@@ -49,7 +48,7 @@ static int run_op(nj_bench_gpu *g, normjit_ctx *ctx, int op)
     err = nj_bench_check(g, &bop, &b);
     ms = nj_bench_median_ms(g, nj_bench_launch_api, &u, b.sets, 10, 100, &status);
     nj_bench_free(g, &b);
-    if (!(err >= 0) || err > nj_tolerance(bop.ty)) {
+    if (!(err >= 0) || err > nj_tolerance(bop.s.ty)) {
         printf("%-9s 4x512x4096 f16: WRONG RESULT (max normalized error %.3g)\n",
                op == NORMJIT_OP_RMSNORM ? "rmsnorm" : "layernorm", err);
         return NJ_EXIT_FAIL;
@@ -65,6 +64,7 @@ static int run_op(nj_bench_gpu *g, normjit_ctx *ctx, int op)
 int nj_cmd_demo(int argc, char **argv)
 {
     const nj_driver *drv;
+    const nj_driver_extra *x;
     nj_bench_gpu g;
     normjit_ctx *ctx = NULL;
     int status, rc, count = 0;
@@ -75,9 +75,9 @@ int nj_cmd_demo(int argc, char **argv)
     }
     if (argc > 1)
         return nj_usage_error("demo", "unexpected argument '%s'", argv[1]);
-    if (nj_driver_load(&drv) != NORMJIT_OK)
+    if (nj_driver_extra_load(&drv, &x) != NORMJIT_OK)
         return warm_instead(normjit_last_error());
-    if (drv->device_get_count(&count) != CUDA_SUCCESS || count == 0)
+    if (x->device_get_count(&count) != CUDA_SUCCESS || count == 0)
         return warm_instead("the driver reports no device");
     if ((status = nj_bench_gpu_open(&g)) != NORMJIT_OK)
         return nj_report_failure("demo", status);

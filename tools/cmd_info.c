@@ -2,7 +2,7 @@
 #include "cache_scan.h"
 #include "compiler.h"
 #include "disk_cache.h"
-#include "driver.h"
+#include "driver_extra.h"
 #include "templates.h"
 #include "tool.h"
 
@@ -61,29 +61,23 @@ static void print_nvrtc(void)
 static void print_driver(void)
 {
     const nj_driver *drv;
+    const nj_driver_extra *x;
     int version = 0, count = 0, i;
-    if (nj_driver_load(&drv) != NORMJIT_OK) {
+    if (nj_driver_extra_load(&drv, &x) != NORMJIT_OK) {
         printf("driver:   not available: %s\n", normjit_last_error());
         return;
     }
     drv->driver_get_version(&version);
-    drv->device_get_count(&count);
+    x->device_get_count(&count);
     printf("driver:   CUDA %d.%d, %d GPU%s\n", version / 1000, version % 1000 / 10, count,
            count == 1 ? "" : "s");
     for (i = 0; i < count; i++) {
         CUdevice dev;
-        char name[256] = "?";
-        int major = 0, minor = 0, sms = 0;
-        size_t mem = 0;
-        if (drv->device_get(&dev, i) != CUDA_SUCCESS)
+        nj_device_info info;
+        if (x->device_get(&dev, i) != CUDA_SUCCESS || nj_device_query(drv, dev, &info) != NORMJIT_OK)
             continue;
-        drv->device_get_name(name, (int)sizeof name, dev);
-        drv->device_get_attribute(&major, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, dev);
-        drv->device_get_attribute(&minor, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, dev);
-        drv->device_get_attribute(&sms, CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, dev);
-        drv->device_total_mem(&mem, dev);
-        printf("gpu %d:    %s, sm_%d%d, %d SMs, %.1f GiB\n", i, name, major, minor, sms,
-               (double)mem / (1u << 30));
+        printf("gpu %d:    %s, sm_%d, %d SMs, %.1f GiB\n", i, info.name, info.arch, info.sms,
+               (double)info.memory_mib / 1024);
     }
 }
 

@@ -1,22 +1,24 @@
 /*
- * normjit tune: measure the launch knobs of each (op, dtype, hidden size) on
- * this GPU and write the winners to the device's tuning table.
+ * normjit tune: measure the launch knobs of each (op, dtype, epilogue, hidden
+ * size) on this GPU and write the winners to the device's tuning table.
  *
- * For each configuration the tuner tries every layout (threads per row,
- * cluster size, storage) with its rows-per-CTA and grid-size options, checks
- * each candidate's output against the double-precision reference, and times
- * it over three row-count buckets (decode, prefill, large) with a cold L2.
- * One layout serves all buckets, so that a row's result never depends on
- * the batch (batch invariance): the one whose times, relative to the best
- * layout of each bucket, sum to the least. Each bucket then keeps its own
- * fastest rows-per-CTA and grid size for that layout.
+ * The search space (nj_plan_candidates, nj_plan_grid_options) and the choice
+ * among measured candidates (nj_tune_choose: one reduction layout for every
+ * row-count bucket, for batch invariance) are library functions; this file
+ * parses arguments, compiles candidates in parallel, checks each one's
+ * output against the double-precision reference, times single cold calls,
+ * and prints.
  */
+#include "args.h"
 #include "ctx.h"
 #include "gpubench.h"
 #include "hostref.h"
+#include "ops.h"
 #include "parse.h"
+#include "plan.h"
 #include "templates.h"
 #include "tool.h"
+#include "tune_policy.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -29,8 +31,8 @@
 #include <unistd.h>
 
 #define MAX_ITEMS 64
-#define MAX_LAYOUTS 64
-#define MAX_CANDIDATES (MAX_LAYOUTS * 6)
+#define MAX_CANDIDATES 400
+#define MAX_GRIDS 4
 #define ROWS_PER_BUCKET 2
 
 static const char help[] =
@@ -39,16 +41,21 @@ static const char help[] =
     "Measure the kernel knobs for each combination of operation, dtype and hidden\n"
     "size on GPU 0 and write the fastest to the GPU's tuning table, which the\n"
     "library reads before its shipped tables and its heuristic. Every candidate\n"
-    "is checked against a double-precision reference before it is timed.\n"
+    "is checked against a double-precision reference before it is timed; each\n"
+    "time is the median of single calls, each started with a cold L2.\n"
     "\n"
-    "  --op LIST         rmsnorm,layernorm (default: both)\n"
+    "  --op LIST         rmsnorm,layernorm,add_rmsnorm,add_layernorm,qk_rmsnorm\n"
+    "                    (default: rmsnorm,layernorm). The fused ops keep the\n"
+    "                    reduction layout of their plain op (so they give its bits);\n"
+    "                    tune the plain op first.\n"
     "  --dtype LIST      f16,bf16,f32: input, output and weight dtype (default: f16,bf16)\n"
+    "  --quant LIST      none,fp8-tensor,fp8-token,int8-token,fp8-group128,... (default: none)\n"
     "  --hidden LIST     hidden sizes (default: 1024,2048,2880,3584,4096,5120,7168,\n"
     "                    8192,12288,16384)\n"
     "  --out FILE        the table to write (default: the GPU's file under\n"
     "                    NORMJIT_TUNING_DIR, else ~/.config/normjit/tuning)\n"
     "  --resume          keep the records already in --out and measure only the rest\n"
-    "  --iters N         timed launches per measurement (default: 10)\n"
+    "  --iters N         timed calls per measurement (default: 10)\n"
     "  --explore ROWS    time every candidate at ROWS rows and list them, fastest\n"
     "                    first (nothing is written)\n"
     "  --compile-only    only compile every candidate into the disk cache (with\n"
@@ -57,17 +64,9 @@ static const char help[] =
     "  -q, --quiet       no progress display\n";
 
 typedef struct config {
-    int op, dtype;
-    int64_t hidden;
+    nj_spec s;
+    int quant_code;
 } config;
-
-typedef struct candidate {
-    nj_plan plan; /* ctas_per_sm filled per measurement */
-    CUfunction fn;
-    int ok;
-    double best_us[NJ_BUCKETS];
-    int best_ctas[NJ_BUCKETS];
-} candidate;
 
 typedef struct tuner {
     normjit_ctx *ctx;
@@ -76,55 +75,37 @@ typedef struct tuner {
     int n_threads;
 } tuner;
 
-/* ------------------------------------------------------------------------ */
-/* Candidates                                                               */
-
-static int widest_vec(int dtype, int64_t hidden)
+static void config_request(const config *c, int bucket, nj_request *r)
 {
-    int vec = NJ_MAX_ACCESS_BYTES / nj_dtype_size(dtype);
-    while (hidden % vec)
-        vec /= 2;
-    return vec;
-}
-
-static void request_of(const config *c, int bucket, nj_request *r)
-{
-    r->op = c->op;
-    r->tx = r->ty = r->tw = c->dtype;
-    r->vec = widest_vec(c->dtype, c->hidden);
+    r->s = c->s;
+    r->vec = nj_widest_vec(&c->s);
     r->bucket = bucket;
-    r->hidden = c->hidden;
 }
 
-static int candidates_of(const config *c, int arch, candidate *out)
+static const char *config_name(const config *c, char *out, size_t size)
 {
-    nj_knobs layouts[MAX_LAYOUTS];
+    snprintf(out, size, "%s %s%s%s hidden=%lld", nj_op_name(c->s.op), nj_dtype_name(c->s.tx),
+             c->s.quant ? " " : "", c->s.quant ? nj_tool_quant_name(c->quant_code) : "",
+             (long long)c->s.hidden);
+    return out;
+}
+
+/*
+ * The candidates of a configuration: every layout for an op that owns its
+ * layout, else only the layout `planner` gives it (its plain op's).
+ */
+static int candidates_of(const config *c, int arch, const nj_planner *planner, nj_variant *out,
+                         int max)
+{
+    const nj_op_desc *d = nj_op_desc_of(c->s.op);
     nj_request r;
-    int n_layouts, i, j, n = 0, rpcs[4], n_rpc;
-    request_of(c, NJ_BUCKET_PREFILL, &r);
-    n_layouts = nj_plan_layouts(&r, arch, layouts, MAX_LAYOUTS);
-    for (i = 0; i < n_layouts; i++) {
-        n_rpc = nj_plan_rpc_options(layouts[i].tpr, rpcs);
-        for (j = 0; j < n_rpc && n + 1 < MAX_CANDIDATES; j++) {
-            candidate *k = &out[n];
-            int occ;
-            memset(k, 0, sizeof *k);
-            nj_plan_heuristic(&r, arch, &k->plan); /* op, dtypes, hidden */
-            k->plan.v.k = layouts[i];
-            k->plan.v.k.rpc = rpcs[j];
-            k->plan.ctas_per_sm = 0;
-            if (nj_variant_check(&k->plan.v, arch) != NORMJIT_OK)
-                continue;
-            n++;
-            /* The same with an occupancy asked of the compiler. */
-            if ((occ = nj_plan_occ_target(&k->plan.v)) > 0) {
-                out[n] = *k;
-                out[n].plan.v.k.occ = occ;
-                n++;
-            }
-        }
+    config_request(c, NJ_BUCKET_PREFILL, &r);
+    if (d->layout_op != c->s.op || nj_spec_has_epilogue(&c->s)) {
+        nj_plan plan;
+        nj_planner_plan(planner, &r, &plan);
+        return nj_plan_candidates(&r, arch, &plan.v.k, out, max);
     }
-    return n;
+    return nj_plan_candidates(&r, arch, NULL, out, max);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -133,7 +114,7 @@ static int candidates_of(const config *c, int arch, candidate *out)
 typedef struct compile_pool {
     normjit_ctx *ctx;
     const nj_bench_gpu *gpu; /* NULL for a compile-only context */
-    nj_variant *variants;
+    const nj_variant *variants;
     CUfunction *fns;
     int n, next, failed, compiled, cached;
     pthread_mutex_t mu;
@@ -145,30 +126,31 @@ static void *compile_worker(void *arg)
     if (p->gpu)
         p->gpu->drv->ctx_push_current(p->gpu->cu);
     for (;;) {
-        int i, got = NJ_GOT_IN_MEMORY, status;
+        nj_got got = {NJ_GOT_IN_MEMORY, 1};
+        int i, status;
         CUfunction fn = NULL;
         pthread_mutex_lock(&p->mu);
         i = p->next < p->n ? p->next++ : -1;
         pthread_mutex_unlock(&p->mu);
         if (i < 0)
             return NULL;
-        status = nj_kernels_get_variant(p->ctx, &p->variants[i], &fn, &got);
+        status = nj_kernels_get(&p->ctx->kernels, &p->variants[i], &fn, &got);
         pthread_mutex_lock(&p->mu);
         if (status != NORMJIT_OK) {
-            char name[128];
+            char name[NJ_KERNEL_NAME_MAX];
             nj_variant_name(&p->variants[i], name, sizeof name);
             fprintf(stderr, "normjit tune: %s: %s\n", name, normjit_last_error());
             p->failed++;
         }
-        p->compiled += got == NJ_GOT_COMPILED;
-        p->cached += got == NJ_GOT_FROM_DISK;
+        p->compiled += got.how == NJ_GOT_COMPILED;
+        p->cached += got.how == NJ_GOT_FROM_DISK;
         if (p->fns)
             p->fns[i] = fn;
         pthread_mutex_unlock(&p->mu);
     }
 }
 
-static int compile_all(normjit_ctx *ctx, const nj_bench_gpu *gpu, nj_variant *variants,
+static int compile_all(normjit_ctx *ctx, const nj_bench_gpu *gpu, const nj_variant *variants,
                        CUfunction *fns, int n, int n_threads, int *compiled, int *cached)
 {
     compile_pool p;
@@ -209,17 +191,22 @@ static int launch_candidate(void *user, int set, CUstream stream)
 {
     launch_user *u = user;
     normjit_norm_args a;
+    nj_call call;
+    nj_params params;
     CUresult res;
+    int status;
     nj_bench_args(u->op, u->b, set, &a);
-    a.x_row_stride = a.y_row_stride = a.hidden;
-    res = nj_launch_run(u->drv, &u->e, &a, stream);
+    if ((status = nj_call_check(u->op->s.op, &a, &call)) != NORMJIT_OK)
+        return status;
+    nj_call_params(&call, &params);
+    res = nj_launch_run(u->drv, &u->e, &params, 0, stream);
     return res == CUDA_SUCCESS ? NORMJIT_OK : nj_cu_fail(u->drv, res, "cuLaunchKernel");
 }
 
 /* Row counts measured for each bucket. */
 static void bucket_rows(const config *c, const nj_bench_gpu *g, int64_t rows[NJ_BUCKETS][2])
 {
-    const double row_bytes = (double)c->hidden * 2 * nj_dtype_size(c->dtype);
+    const double row_bytes = nj_spec_bytes(&c->s, 1, 0, 0);
     double cap = (double)g->total_mem / 4;
     int64_t large = (int64_t)ceil((256.0 * (1 << 20)) / row_bytes);
     if (cap > 8.0 * (1u << 30))
@@ -238,7 +225,7 @@ static void bucket_rows(const config *c, const nj_bench_gpu *g, int64_t rows[NJ_
     rows[NJ_BUCKET_LARGE][1] = 0;
 }
 
-/* Median time of a plan on one buffer set group, in microseconds; < 0 on failure. */
+/* Median time of single cold calls of a plan, in microseconds; < 0 on failure. */
 static double measure(tuner *t, const nj_plan *p, CUfunction fn, const nj_bench_op *op,
                       const nj_bench_buffers *b)
 {
@@ -248,19 +235,31 @@ static double measure(tuner *t, const nj_plan *p, CUfunction fn, const nj_bench_
     u.drv = t->gpu.drv;
     u.op = op;
     u.b = b;
-    nj_launch_init(&u.e, 0, p, fn, t->gpu.sms);
-    ms = nj_bench_median_ms(&t->gpu, launch_candidate, &u, b->sets, 2, t->iters, &status);
+    nj_launch_init(&u.e, 0, p, fn, t->gpu.sms, t->gpu.arch);
+    ms = nj_bench_cold_median_ms(&t->gpu, launch_candidate, &u, b->sets, t->iters, &status);
     return ms < 0 ? -1 : ms * 1e3;
+}
+
+/* Run a plan once on set 0 and compare with the reference: 1 if right. */
+static int correct(tuner *t, const nj_plan *p, CUfunction fn, const nj_bench_op *op,
+                   const nj_bench_buffers *b, double *err)
+{
+    launch_user u = {t->gpu.drv, {0}, op, b};
+    nj_launch_init(&u.e, 0, p, fn, t->gpu.sms, t->gpu.arch);
+    *err = launch_candidate(&u, 0, t->gpu.stream) == NORMJIT_OK
+               ? nj_bench_check(&t->gpu, op, b)
+               : -1;
+    return *err >= 0 && *err <= nj_tolerance(op->s.ty);
 }
 
 static void progress(const tuner *t, int done, int total, const config *c, const char *what)
 {
     int width = 30, filled = total ? done * width / total : width;
+    char name[128];
     if (t->quiet || !t->tty)
         return;
-    fprintf(stderr, "\r\033[K[%.*s%*s] %d/%d %s %s hidden=%lld: %s", filled,
-            "##############################", width - filled, "", done, total,
-            nj_op_name(c->op), nj_dtype_name(c->dtype), (long long)c->hidden, what);
+    fprintf(stderr, "\r\033[K[%.*s%*s] %d/%d %s: %s", filled, "##############################",
+            width - filled, "", done, total, config_name(c, name, sizeof name), what);
     fflush(stderr);
 }
 
@@ -269,170 +268,158 @@ typedef struct outcome {
     nj_knobs layout;
     double tuned_us[NJ_BUCKETS];
     double heuristic_us[NJ_BUCKETS];
-    int failed;
+    int failed; /* candidates excluded for wrong results; -1: kept from an earlier run */
 } outcome;
 
-/* Tune one configuration; fills records into `table` and a line for the summary. */
-static int tune_config(tuner *t, const config *c, nj_tuning *table, outcome *res, int done,
-                       int total)
+/* Allocate the buffers of one row count, or say why not. */
+static int bench_op_of(const config *c, int64_t rows, nj_bench_op *op)
 {
-    candidate *cand = calloc(MAX_CANDIDATES + 1, sizeof *cand);
-    nj_variant *variants = calloc(MAX_CANDIDATES + 1, sizeof *variants);
-    CUfunction *fns = calloc(MAX_CANDIDATES + 1, sizeof *fns);
-    static const int ctas_options[] = {0, 2, 8};
-    int64_t rows[NJ_BUCKETS][2];
-    double best_bucket[NJ_BUCKETS], score, best_score = INFINITY;
-    int n, i, b, k, o, chosen = -1, compiled = 0, cached = 0, status = NORMJIT_OK;
-    nj_request r;
-    char what[96];
+    memset(op, 0, sizeof *op);
+    op->s = c->s;
+    op->rows = rows;
+    op->heads = 1;
+    op->bias = 1;
+    return NORMJIT_OK;
+}
 
-    memset(res, 0, sizeof *res);
-    res->c = *c;
-    if (!cand || !variants || !fns) {
-        free(cand);
-        free(variants);
-        free(fns);
+/*
+ * Measure every candidate (the last one: the heuristic's plan, as the
+ * summary's baseline) over the buckets' row counts and grid sizes. Fills
+ * res[i].us (mean over the bucket's row counts of the best grid).
+ */
+static int measure_all(tuner *t, const config *c, const nj_variant *cand, const CUfunction *fns,
+                       int n, nj_tune_result *res, outcome *out, int done, int total)
+{
+    int64_t rows[NJ_BUCKETS][2];
+    int i, b, k, o, status = NORMJIT_OK;
+    char what[96];
+    double (*sum)[MAX_GRIDS] = calloc((size_t)n, sizeof *sum);
+    int *ok = calloc((size_t)n, sizeof *ok);
+
+    if (!sum || !ok) {
+        free(sum);
+        free(ok);
         return nj_fail(NORMJIT_ENOMEM, "out of memory");
     }
-    n = candidates_of(c, t->gpu.arch, cand);
-    /* The heuristic's own plan is measured too, as the baseline of the summary. */
-    request_of(c, NJ_BUCKET_PREFILL, &r);
-    nj_plan_heuristic(&r, t->gpu.arch, &cand[n].plan);
-    n++;
-    for (i = 0; i < n; i++)
-        variants[i] = cand[i].plan.v;
-    progress(t, done, total, c, "compiling");
-    compile_all(t->ctx, &t->gpu, variants, fns, n, t->n_threads, &compiled, &cached);
-    for (i = 0; i < n; i++) {
-        cand[i].fn = fns[i];
-        cand[i].ok = fns[i] != NULL;
-        for (b = 0; b < NJ_BUCKETS; b++)
-            cand[i].best_us[b] = INFINITY;
-    }
     bucket_rows(c, &t->gpu, rows);
-
-    for (b = 0; b < NJ_BUCKETS; b++) {
-        static double sum[MAX_CANDIDATES + 1][3]; /* per candidate and grid option */
-        memset(sum, 0, sizeof sum);
-        for (k = 0; k < ROWS_PER_BUCKET && rows[b][k] > 0; k++) {
-            nj_bench_op op = {c->op, c->dtype, c->dtype, c->dtype, rows[b][k], c->hidden, 1};
+    for (i = 0; i < n; i++) {
+        res[i].k = cand[i].k;
+        ok[i] = fns[i] != NULL;
+        for (b = 0; b < NJ_BUCKETS; b++)
+            res[i].us[b] = INFINITY;
+    }
+    for (b = 0; b < NJ_BUCKETS && status == NORMJIT_OK; b++) {
+        int grids[MAX_GRIDS], n_grids = nj_plan_grid_options(b, grids, MAX_GRIDS), n_rows = 0;
+        memset(sum, 0, (size_t)n * sizeof *sum);
+        for (k = 0; k < ROWS_PER_BUCKET && rows[b][k] > 0; k++, n_rows++) {
+            nj_bench_op op;
             nj_bench_buffers buf;
+            bench_op_of(c, rows[b][k], &op);
             if ((status = nj_bench_alloc(&t->gpu, &op, (uint64_t)(nj_now() * 1e6), &buf)) !=
                 NORMJIT_OK)
-                goto out;
+                break;
             for (i = 0; i < n; i++) {
-                if (!cand[i].ok)
+                nj_plan p;
+                double err;
+                if (!ok[i])
                     continue;
-                snprintf(what, sizeof what, "%s rows=%lld, candidate %d/%d",
-                         nj_bucket_name(b), (long long)rows[b][k], i + 1, n);
+                snprintf(what, sizeof what, "%s rows=%lld, candidate %d/%d", nj_bucket_name(b),
+                         (long long)rows[b][k], i + 1, n);
                 progress(t, done, total, c, what);
-                if (b == NJ_BUCKET_PREFILL && k == 1) {
-                    /* Check the output before trusting any of its times. */
-                    launch_user u = {t->gpu.drv, {0}, &op, &buf};
-                    double err;
-                    nj_launch_init(&u.e, 0, &cand[i].plan, cand[i].fn, t->gpu.sms);
-                    err = launch_candidate(&u, 0, t->gpu.stream) == NORMJIT_OK
-                              ? nj_bench_check(&t->gpu, &op, &buf)
-                              : -1;
-                    if (!(err >= 0) || err > nj_tolerance(op.ty)) {
-                        char name[128];
-                        nj_variant_name(&cand[i].plan.v, name, sizeof name);
-                        fprintf(stderr, "\nnormjit tune: %s gives WRONG results (error %.3g); "
-                                        "excluded\n",
-                                name, err);
-                        cand[i].ok = 0;
-                        res->failed++;
-                        continue;
-                    }
+                p.v = cand[i];
+                p.ctas_per_sm = 0;
+                /* Check the output before trusting any of its times. */
+                if (b == NJ_BUCKET_PREFILL && k == 1 && !correct(t, &p, fns[i], &op, &buf, &err)) {
+                    char name[NJ_KERNEL_NAME_MAX];
+                    nj_variant_name(&cand[i], name, sizeof name);
+                    fprintf(stderr, "\nnormjit tune: %s gives WRONG results (error %.3g); "
+                                    "excluded\n",
+                            name, err);
+                    ok[i] = 0;
+                    out->failed++;
+                    continue;
                 }
-                for (o = 0; o < 3; o++) {
-                    nj_plan p = cand[i].plan;
+                for (o = 0; o < n_grids && ok[i]; o++) {
                     double us;
-                    if (o > 0 && b == NJ_BUCKET_DECODE)
-                        break; /* a few rows never fill a persistent grid */
-                    p.ctas_per_sm = ctas_options[o];
-                    us = measure(t, &p, cand[i].fn, &op, &buf);
-                    if (us < 0) {
-                        cand[i].ok = 0;
-                        break;
-                    }
+                    p.ctas_per_sm = grids[o];
+                    if ((us = measure(t, &p, fns[i], &op, &buf)) < 0)
+                        ok[i] = 0;
                     sum[i][o] += us;
                 }
             }
             nj_bench_free(&t->gpu, &buf);
-            /* Once all row counts of the bucket are measured, keep each candidate's best grid. */
-            if (k + 1 == ROWS_PER_BUCKET || rows[b][k + 1] == 0) {
-                for (i = 0; i < n; i++) {
-                    if (!cand[i].ok)
-                        continue;
-                    for (o = 0; o < 3 && (o == 0 || b != NJ_BUCKET_DECODE); o++)
-                        if (sum[i][o] / (k + 1) < cand[i].best_us[b]) {
-                            cand[i].best_us[b] = sum[i][o] / (k + 1);
-                            cand[i].best_ctas[b] = ctas_options[o];
-                        }
+        }
+        /* Each candidate's best grid for the bucket, over its row counts. */
+        for (i = 0; i < n && n_rows; i++)
+            for (o = 0; o < n_grids && ok[i]; o++)
+                if (sum[i][o] / n_rows < res[i].us[b]) {
+                    res[i].us[b] = sum[i][o] / n_rows;
+                    res[i].ctas_per_sm[b] = grids[o];
                 }
-            }
-        }
     }
+    for (i = 0; i < n; i++)
+        if (!ok[i])
+            for (b = 0; b < NJ_BUCKETS; b++)
+                res[i].us[b] = INFINITY;
+    free(sum);
+    free(ok);
+    return status;
+}
 
-    /* One layout for every bucket: least total slowdown against each bucket's best. */
-    for (b = 0; b < NJ_BUCKETS; b++) {
-        best_bucket[b] = INFINITY;
-        for (i = 0; i < n - 1; i++)
-            if (cand[i].ok && cand[i].best_us[b] < best_bucket[b])
-                best_bucket[b] = cand[i].best_us[b];
-    }
-    for (i = 0; i < n - 1; i++) {
-        /* A layout's rpc choices are separate candidates; any of them may serve a bucket. */
-        double per_bucket[NJ_BUCKETS];
-        int j;
-        if (!cand[i].ok)
-            continue;
-        for (b = 0; b < NJ_BUCKETS; b++) {
-            per_bucket[b] = INFINITY;
-            for (j = 0; j < n - 1; j++)
-                if (cand[j].ok && cand[j].plan.v.k.tpr == cand[i].plan.v.k.tpr &&
-                    cand[j].plan.v.k.cluster == cand[i].plan.v.k.cluster &&
-                    cand[j].plan.v.k.storage == cand[i].plan.v.k.storage &&
-                    cand[j].best_us[b] < per_bucket[b])
-                    per_bucket[b] = cand[j].best_us[b];
-        }
-        score = 0;
-        for (b = 0; b < NJ_BUCKETS; b++)
-            score += per_bucket[b] / best_bucket[b];
-        if (score < best_score) {
-            best_score = score;
-            chosen = i;
-        }
-    }
-    if (chosen < 0) {
-        status = nj_fail(NORMJIT_ECOMPILE, "no candidate for %s %s hidden %lld ran correctly",
-                         nj_op_name(c->op), nj_dtype_name(c->dtype), (long long)c->hidden);
+/* Tune one configuration; fills records into `table` and a line for the summary. */
+static int tune_config(tuner *t, const config *c, nj_tuning *table, outcome *out, int done,
+                       int total)
+{
+    nj_variant *cand = calloc(MAX_CANDIDATES + 1, sizeof *cand);
+    CUfunction *fns = calloc(MAX_CANDIDATES + 1, sizeof *fns);
+    nj_tune_result *res = calloc(MAX_CANDIDATES + 1, sizeof *res);
+    int n, b, chosen[NJ_BUCKETS], compiled = 0, cached = 0, status;
+    nj_request r;
+    nj_plan heuristic;
+    char name[128];
+
+    memset(out, 0, sizeof *out);
+    out->c = *c;
+    if (!cand || !fns || !res) {
+        status = nj_fail(NORMJIT_ENOMEM, "out of memory");
         goto out;
     }
-    res->layout = cand[chosen].plan.v.k;
+    {
+        /* The table being written comes first: a fused op takes the layout just tuned. */
+        nj_planner p = t->ctx->planner;
+        p.user = table;
+        n = candidates_of(c, t->gpu.arch, &p, cand, MAX_CANDIDATES);
+    }
+    /* The heuristic's plan is measured last, as the baseline of the summary. */
+    config_request(c, NJ_BUCKET_PREFILL, &r);
+    nj_plan_heuristic(&r, t->gpu.arch, &heuristic);
+    cand[n] = heuristic.v;
+    progress(t, done, total, c, "compiling");
+    compile_all(t->ctx, &t->gpu, cand, fns, n + 1, t->n_threads, &compiled, &cached);
+    if ((status = measure_all(t, c, cand, fns, n + 1, res, out, done, total)) != NORMJIT_OK)
+        goto out;
+    if (!nj_tune_choose(res, n, chosen)) {
+        status = nj_fail(NORMJIT_ECOMPILE, "no candidate for %s ran correctly",
+                         config_name(c, name, sizeof name));
+        goto out;
+    }
+    out->layout = res[chosen[0]].k;
     for (b = 0; b < NJ_BUCKETS; b++) {
         nj_tuning_record rec;
-        int best = -1, j;
-        for (j = 0; j < n - 1; j++)
-            if (cand[j].ok && cand[j].plan.v.k.tpr == res->layout.tpr &&
-                cand[j].plan.v.k.cluster == res->layout.cluster &&
-                cand[j].plan.v.k.storage == res->layout.storage &&
-                (best < 0 || cand[j].best_us[b] < cand[best].best_us[b]))
-                best = j;
-        rec.plan = cand[best].plan;
-        rec.plan.ctas_per_sm = cand[best].best_ctas[b];
+        memset(&rec, 0, sizeof rec);
+        rec.plan.v = cand[chosen[b]];
+        rec.plan.ctas_per_sm = res[chosen[b]].ctas_per_sm[b];
         rec.bucket = b;
-        rec.us = cand[best].best_us[b];
-        res->tuned_us[b] = rec.us;
-        res->heuristic_us[b] = cand[n - 1].best_us[b];
+        rec.us = res[chosen[b]].us[b];
+        out->tuned_us[b] = rec.us;
+        out->heuristic_us[b] = res[n].us[b];
         if ((status = nj_tuning_put(table, &rec)) != NORMJIT_OK)
             goto out;
     }
 out:
     free(cand);
-    free(variants);
     free(fns);
+    free(res);
     return status;
 }
 
@@ -454,44 +441,52 @@ static int by_time(const void *a, const void *b)
  */
 static int explore_config(tuner *t, const config *c, int64_t rows, int top)
 {
-    static const int ctas_options[] = {0, 1, 2, 4, 8};
-    candidate *cand = calloc(MAX_CANDIDATES + 1, sizeof *cand);
-    nj_variant *variants = calloc(MAX_CANDIDATES + 1, sizeof *variants);
-    CUfunction *fns = calloc(MAX_CANDIDATES + 1, sizeof *fns);
-    explored *res = calloc((MAX_CANDIDATES + 1) * 5, sizeof *res);
-    nj_bench_op op = {c->op, c->dtype, c->dtype, c->dtype, rows, c->hidden, 1};
+    nj_variant *cand = calloc(MAX_CANDIDATES + 2, sizeof *cand);
+    CUfunction *fns = calloc(MAX_CANDIDATES + 2, sizeof *fns);
+    explored *res = calloc((MAX_CANDIDATES + 2) * MAX_GRIDS, sizeof *res);
+    nj_plan plans[2];
+    nj_bench_op op;
     nj_bench_buffers buf;
     nj_request r;
     int n, i, o, n_res = 0, compiled = 0, cached = 0, status;
-    double bytes = nj_bench_bytes(&op);
+    int grids[MAX_GRIDS], n_grids;
+    double bytes;
+    char name[128];
 
-    if (!cand || !variants || !fns || !res)
+    if (!cand || !fns || !res) {
+        free(cand);
+        free(fns);
+        free(res);
         return nj_fail(NORMJIT_ENOMEM, "out of memory");
-    n = candidates_of(c, t->gpu.arch, cand);
-    request_of(c, nj_bucket_of_rows(rows), &r);
-    nj_ctx_plan(t->ctx, &r, &cand[n++].plan);      /* what the library uses now */
-    nj_plan_heuristic(&r, t->gpu.arch, &cand[n++].plan);
-    for (i = 0; i < n; i++)
-        variants[i] = cand[i].plan.v;
-    compile_all(t->ctx, &t->gpu, variants, fns, n, t->n_threads, &compiled, &cached);
+    }
+    bench_op_of(c, rows, &op);
+    bytes = nj_bench_bytes(&op);
+    n = candidates_of(c, t->gpu.arch, &t->ctx->planner, cand, MAX_CANDIDATES);
+    config_request(c, nj_bucket_of_rows(rows), &r);
+    nj_planner_plan(&t->ctx->planner, &r, &plans[0]); /* what the library uses now */
+    nj_plan_heuristic(&r, t->gpu.arch, &plans[1]);
+    cand[n++] = plans[0].v;
+    cand[n++] = plans[1].v;
+    n_grids = nj_plan_grid_options(nj_bucket_of_rows(rows), grids, MAX_GRIDS);
+    compile_all(t->ctx, &t->gpu, cand, fns, n, t->n_threads, &compiled, &cached);
     if ((status = nj_bench_alloc(&t->gpu, &op, (uint64_t)(nj_now() * 1e6), &buf)) != NORMJIT_OK)
         goto out;
     for (i = 0; i < n; i++) {
-        launch_user u = {t->gpu.drv, {0}, &op, &buf};
+        nj_plan p;
         double err;
         if (!fns[i])
             continue;
-        nj_launch_init(&u.e, 0, &cand[i].plan, fns[i], t->gpu.sms);
-        err = launch_candidate(&u, 0, t->gpu.stream) == NORMJIT_OK ? nj_bench_check(&t->gpu, &op, &buf) : -1;
-        if (!(err >= 0) || err > nj_tolerance(op.ty)) {
+        p.v = cand[i];
+        p.ctas_per_sm = 0;
+        if (!correct(t, &p, fns[i], &op, &buf, &err)) {
             printf("WRONG RESULT (error %.3g) from candidate %d\n", err, i);
             continue;
         }
-        for (o = 0; o < 5; o++) {
-            nj_plan p = cand[i].plan;
+        for (o = 0; o < n_grids; o++) {
+            /* The library's and the heuristic's plans as they are. */
             if (i >= n - 2 && o > 0)
-                break; /* the library's and the heuristic's plans as they are */
-            p.ctas_per_sm = i >= n - 2 ? cand[i].plan.ctas_per_sm : ctas_options[o];
+                break;
+            p.ctas_per_sm = i >= n - 2 ? plans[i - (n - 2)].ctas_per_sm : grids[o];
             res[n_res].index = i;
             res[n_res].ctas = p.ctas_per_sm;
             res[n_res].us = measure(t, &p, fns[i], &op, &buf);
@@ -501,32 +496,29 @@ static int explore_config(tuner *t, const config *c, int64_t rows, int top)
     }
     nj_bench_free(&t->gpu, &buf);
     qsort(res, (size_t)n_res, sizeof *res, by_time);
-    printf("\n%s %s hidden=%lld rows=%lld (%s bucket), %.1f MB moved\n", nj_op_name(c->op),
-           nj_dtype_name(c->dtype), (long long)c->hidden, (long long)rows,
+    printf("\n%s rows=%lld (%s bucket), %.1f MB moved, single cold calls\n",
+           config_name(c, name, sizeof name), (long long)rows,
            nj_bucket_name(nj_bucket_of_rows(rows)), bytes / 1e6);
     printf("| rank | us | GB/s | tpr | rpc | cluster | occ | storage | grid ctas/SM | regs | local B | "
            "resident CTAs/SM | note |\n");
     printf("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | --- |\n");
     for (i = 0; i < n_res; i++) {
-        const candidate *k = &cand[res[i].index];
+        const nj_knobs *k = &cand[res[i].index].k;
         int regs = 0, local = 0, occ = 0;
         const char *note = res[i].index == n - 2 ? "library" : res[i].index == n - 1 ? "heuristic" : "";
         if (i >= top && !*note)
             continue;
-        t->gpu.drv->func_get_attribute(&regs, CU_FUNC_ATTRIBUTE_NUM_REGS, fns[res[i].index]);
-        t->gpu.drv->func_get_attribute(&local, CU_FUNC_ATTRIBUTE_LOCAL_SIZE_BYTES, fns[res[i].index]);
-        t->gpu.drv->occupancy_max_active_blocks(&occ, fns[res[i].index],
-                                                k->plan.v.k.tpr * k->plan.v.k.rpc, 0);
+        t->gpu.x->func_get_attribute(&regs, CU_FUNC_ATTRIBUTE_NUM_REGS, fns[res[i].index]);
+        t->gpu.x->func_get_attribute(&local, CU_FUNC_ATTRIBUTE_LOCAL_SIZE_BYTES, fns[res[i].index]);
+        t->gpu.x->occupancy_max_active_blocks(&occ, fns[res[i].index], k->tpr * k->rpc, 0);
         printf("| %d | %.2f | %.0f | %d | %d | %d | %d | %s | %d | %d | %d | %d | %s |\n", i + 1,
-               res[i].us, bytes / (res[i].us * 1e-6) / 1e9, k->plan.v.k.tpr, k->plan.v.k.rpc,
-               k->plan.v.k.cluster, k->plan.v.k.occ,
-               k->plan.v.k.storage == NJ_STORAGE_REG ? "reg" : "stream",
-               res[i].ctas, regs, local, occ, note);
+               res[i].us, bytes / (res[i].us * 1e-6) / 1e9, k->tpr, k->rpc, k->cluster, k->occ,
+               k->storage == NJ_STORAGE_REG ? "reg" : "stream", res[i].ctas, regs, local, occ,
+               note);
     }
     fflush(stdout);
 out:
     free(cand);
-    free(variants);
     free(fns);
     free(res);
     return status;
@@ -563,8 +555,8 @@ static int has_all_buckets(const nj_tuning *table, const config *c)
     nj_plan p;
     int b;
     for (b = 0; b < NJ_BUCKETS; b++) {
-        request_of(c, b, &r);
-        if (!nj_tuning_lookup(table, &r, table->device.cc, &p))
+        config_request(c, b, &r);
+        if (!nj_tuning_lookup(table, &r, &p))
             return 0;
     }
     return 1;
@@ -577,9 +569,9 @@ static int compile_only(const config *configs, int n_configs, int arch, const ch
     normjit_ctx *ctx;
     normjit_ctx_options o;
     nj_variant *variants = calloc((size_t)n_configs * (MAX_CANDIDATES + 1), sizeof *variants);
-    candidate *cand = calloc(MAX_CANDIDATES + 1, sizeof *cand);
-    int n = 0, i, j, m, failed, compiled = 0, cached = 0, status;
+    int n = 0, i, failed, compiled = 0, cached = 0, status;
     nj_request r;
+    nj_plan heuristic;
     double t0 = nj_now();
 
     memset(&o, 0, sizeof o);
@@ -588,17 +580,17 @@ static int compile_only(const config *configs, int n_configs, int arch, const ch
     o.cache_dir = cache_dir;
     o.log = nj_tool_log;
     o.log_level = NORMJIT_LOG_WARN;
-    if (!variants || !cand)
+    if (!variants)
         return NJ_EXIT_FAIL;
-    if ((status = normjit_ctx_create(&ctx, &o)) != NORMJIT_OK)
+    if ((status = normjit_ctx_create(&ctx, &o)) != NORMJIT_OK) {
+        free(variants);
         return nj_report_failure("tune --compile-only", status);
+    }
     for (i = 0; i < n_configs; i++) {
-        m = candidates_of(&configs[i], arch, cand);
-        for (j = 0; j < m; j++)
-            variants[n++] = cand[j].plan.v;
-        request_of(&configs[i], NJ_BUCKET_PREFILL, &r);
-        nj_plan_heuristic(&r, arch, &cand[0].plan);
-        variants[n++] = cand[0].plan.v;
+        n += candidates_of(&configs[i], arch, &ctx->planner, variants + n, MAX_CANDIDATES);
+        config_request(&configs[i], NJ_BUCKET_PREFILL, &r);
+        nj_plan_heuristic(&r, arch, &heuristic);
+        variants[n++] = heuristic.v;
     }
     failed = compile_all(ctx, NULL, variants, NULL, n, n_threads, &compiled, &cached);
     printf("tune --compile-only: %d candidates for sm_%d in %.1f s: %d compiled, %d already "
@@ -607,8 +599,31 @@ static int compile_only(const config *configs, int n_configs, int arch, const ch
            normjit_ctx_cache_dir(ctx));
     normjit_ctx_destroy(ctx);
     free(variants);
-    free(cand);
     return failed ? NJ_EXIT_FAIL : NJ_EXIT_OK;
+}
+
+static void print_summary(const outcome *results, int n_configs)
+{
+    int i;
+    char name[128];
+    printf("\n| configuration | tpr | cluster | storage | decode us | prefill us | large us | "
+           "vs heuristic (decode/prefill/large) |\n"
+           "| --- | ---: | ---: | --- | ---: | ---: | ---: | --- |\n");
+    for (i = 0; i < n_configs; i++) {
+        const outcome *r = &results[i];
+        if (r->failed < 0) {
+            printf("| %s | kept from the earlier run |||||||\n",
+                   config_name(&r->c, name, sizeof name));
+            continue;
+        }
+        if (!r->layout.tpr)
+            continue;
+        printf("| %s | %d | %d | %s | %.2f | %.2f | %.2f | %.2fx / %.2fx / %.2fx |\n",
+               config_name(&r->c, name, sizeof name), r->layout.tpr, r->layout.cluster,
+               r->layout.storage == NJ_STORAGE_REG ? "reg" : "stream", r->tuned_us[0],
+               r->tuned_us[1], r->tuned_us[2], r->heuristic_us[0] / r->tuned_us[0],
+               r->heuristic_us[1] / r->tuned_us[1], r->heuristic_us[2] / r->tuned_us[2]);
+    }
 }
 
 int nj_cmd_tune(int argc, char **argv)
@@ -620,12 +635,14 @@ int nj_cmd_tune(int argc, char **argv)
         {"compile-only", no_argument, NULL, 'C'},  {"arch", required_argument, NULL, 'a'},
         {"cache-dir", required_argument, NULL, 'c'}, {"jobs", required_argument, NULL, 'j'},
         {"quiet", no_argument, NULL, 'q'},         {"help", no_argument, NULL, 'h'},
-        {"explore", required_argument, NULL, 'e'},
+        {"explore", required_argument, NULL, 'e'}, {"quant", required_argument, NULL, 'Q'},
         {NULL, 0, NULL, 0}};
-    int ops[2] = {NORMJIT_OP_RMSNORM, NORMJIT_OP_LAYERNORM}, n_ops = 2;
+    int ops[8] = {NORMJIT_OP_RMSNORM, NORMJIT_OP_LAYERNORM}, n_ops = 2;
     int dtypes[3] = {NORMJIT_DTYPE_F16, NORMJIT_DTYPE_BF16}, n_dtypes = 2;
+    int quants[16] = {1}, n_quants = 1;
     int64_t hidden[MAX_ITEMS] = {1024, 2048, 2880, 3584, 4096, 5120, 7168, 8192, 12288, 16384};
-    int n_hidden = 10, resume = 0, only_compile = 0, arch = 0, c, i, d, h, n_configs, status;
+    int n_hidden = 10, resume = 0, only_compile = 0, arch = 0, c, i, d, h, q, n_configs = 0;
+    int status = NORMJIT_OK;
     int64_t explore_rows = 0;
     int64_t num;
     const char *out_path = NULL, *cache_dir = NULL;
@@ -645,7 +662,7 @@ int nj_cmd_tune(int argc, char **argv)
     while ((c = getopt_long(argc, argv, "j:qh", opts, NULL)) != -1) {
         switch (c) {
         case 'o':
-            if ((n_ops = nj_parse_name_list(optarg, nj_op_parse, "op", ops, 2, err,
+            if ((n_ops = nj_parse_name_list(optarg, nj_op_parse, "op", ops, 8, err,
                                             sizeof err)) < 0)
                 return nj_usage_error("tune", "--op: %s", err);
             break;
@@ -653,6 +670,14 @@ int nj_cmd_tune(int argc, char **argv)
             if ((n_dtypes = nj_parse_name_list(optarg, nj_dtype_parse, "dtype", dtypes, 3, err,
                                                sizeof err)) < 0)
                 return nj_usage_error("tune", "--dtype: %s", err);
+            for (d = 0; d < n_dtypes; d++)
+                if (!nj_dtype_is_float(dtypes[d]))
+                    return nj_usage_error("tune", "--dtype: f16, bf16 or f32");
+            break;
+        case 'Q':
+            if ((n_quants = nj_parse_name_list(optarg, nj_tool_quant_code, "quant", quants, 16,
+                                               err, sizeof err)) < 0)
+                return nj_usage_error("tune", "--quant: %s", err);
             break;
         case 'H':
             if ((n_hidden = nj_parse_int_list(optarg, 1, NJ_MAX_HIDDEN, hidden, MAX_ITEMS, err,
@@ -706,15 +731,22 @@ int nj_cmd_tune(int argc, char **argv)
     if (only_compile && !arch)
         return nj_usage_error("tune", "--compile-only needs --arch (e.g. sm_90)");
 
-    n_configs = n_ops * n_dtypes * n_hidden;
-    configs = calloc((size_t)n_configs, sizeof *configs);
-    results = calloc((size_t)n_configs, sizeof *results);
+    configs = calloc((size_t)(n_ops * n_dtypes * n_hidden * n_quants), sizeof *configs);
+    results = calloc((size_t)(n_ops * n_dtypes * n_hidden * n_quants), sizeof *results);
     if (!configs || !results)
         return NJ_EXIT_FAIL;
+    /* Plain ops first: the fused ones take their layout from them. */
     for (i = 0; i < n_ops; i++)
-        for (d = 0; d < n_dtypes; d++)
-            for (h = 0; h < n_hidden; h++)
-                configs[(i * n_dtypes + d) * n_hidden + h] = (config){ops[i], dtypes[d], hidden[h]};
+        for (q = 0; q < n_quants; q++)
+            for (d = 0; d < n_dtypes; d++)
+                for (h = 0; h < n_hidden; h++) {
+                    const char *why;
+                    config *cf = &configs[n_configs];
+                    if (!nj_tool_spec(&cf->s, ops[i], dtypes[d], quants[q], 0, hidden[h], &why))
+                        continue;
+                    cf->quant_code = quants[q];
+                    n_configs++;
+                }
     if (only_compile) {
         status = compile_only(configs, n_configs, arch, cache_dir, t.n_threads);
         free(configs);
@@ -772,6 +804,7 @@ int nj_cmd_tune(int argc, char **argv)
            t.gpu.arch, t.gpu.sms, n_configs, out_path);
     fflush(stdout);
     for (i = 0; i < n_configs && status == NORMJIT_OK; i++) {
+        char name[128];
         if (resume && has_all_buckets(table, &configs[i])) {
             results[i].c = configs[i];
             results[i].failed = -1; /* kept from the earlier run */
@@ -783,32 +816,12 @@ int nj_cmd_tune(int argc, char **argv)
         if (status != NORMJIT_OK)
             nj_report_failure("tune", status);
         else if (!t.tty || t.quiet)
-            printf("tuned %s %s hidden=%lld\n", nj_op_name(configs[i].op),
-                   nj_dtype_name(configs[i].dtype), (long long)configs[i].hidden);
+            printf("tuned %s\n", config_name(&configs[i], name, sizeof name));
         fflush(stdout);
     }
     if (t.tty && !t.quiet)
         fprintf(stderr, "\r\033[K");
-
-    printf("\n| op | dtype | hidden | tpr | cluster | storage | decode us | prefill us | "
-           "large us | vs heuristic (decode/prefill/large) |\n"
-           "| --- | --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | --- |\n");
-    for (i = 0; i < n_configs; i++) {
-        const outcome *r = &results[i];
-        if (r->failed < 0) {
-            printf("| %s | %s | %lld | kept from the earlier run |||||||\n",
-                   nj_op_name(r->c.op), nj_dtype_name(r->c.dtype), (long long)r->c.hidden);
-            continue;
-        }
-        if (!r->layout.tpr)
-            continue;
-        printf("| %s | %s | %lld | %d | %d | %s | %.2f | %.2f | %.2f | %.2fx / %.2fx / %.2fx |\n",
-               nj_op_name(r->c.op), nj_dtype_name(r->c.dtype), (long long)r->c.hidden,
-               r->layout.tpr, r->layout.cluster,
-               r->layout.storage == NJ_STORAGE_REG ? "reg" : "stream", r->tuned_us[0],
-               r->tuned_us[1], r->tuned_us[2], r->heuristic_us[0] / r->tuned_us[0],
-               r->heuristic_us[1] / r->tuned_us[1], r->heuristic_us[2] / r->tuned_us[2]);
-    }
+    print_summary(results, n_configs);
     printf("\ntune: %d configurations in %.0f s; table %s (%zu records)\n", n_configs,
            nj_now() - t0, out_path, table->n);
     nj_tuning_free(table);

@@ -1,5 +1,5 @@
 /* normjit warm: compile kernels into the disk cache, in parallel, with or without a GPU. */
-#include "driver.h"
+#include "driver_extra.h"
 #include "parse.h"
 #include "tool.h"
 #include "variant.h"
@@ -125,18 +125,18 @@ static void *worker(void *arg)
 static int detect_arch(int *arch)
 {
     const nj_driver *drv;
+    const nj_driver_extra *x;
+    nj_device_info info;
     CUdevice dev;
-    int major = 0, minor = 0, status;
+    int status;
     CUresult res;
-    if ((status = nj_driver_load(&drv)) != NORMJIT_OK)
+    if ((status = nj_driver_extra_load(&drv, &x)) != NORMJIT_OK)
         return status;
-    if ((res = drv->device_get(&dev, 0)) != CUDA_SUCCESS ||
-        (res = drv->device_get_attribute(&major, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR,
-                                         dev)) != CUDA_SUCCESS ||
-        (res = drv->device_get_attribute(&minor, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR,
-                                         dev)) != CUDA_SUCCESS)
+    if ((res = x->device_get(&dev, 0)) != CUDA_SUCCESS)
         return nj_cu_fail(drv, res, "finding GPU 0");
-    *arch = major * 10 + minor;
+    if ((status = nj_device_query(drv, dev, &info)) != NORMJIT_OK)
+        return status;
+    *arch = info.arch;
     return NORMJIT_OK;
 }
 

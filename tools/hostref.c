@@ -115,6 +115,20 @@ void nj_host_put(void *base, int dtype, size_t i, double v)
     }
 }
 
+/* The value of an fp8 code with `man` mantissa bits and exponent `bias`; e4m3 has no infinity. */
+static double fp8_value(uint8_t c, int man, int bias, int has_inf)
+{
+    const int e = (c & 0x7f) >> man, m = c & ((1 << man) - 1), emax = 0x7f >> man;
+    double v;
+    if (e == emax && (has_inf ? 1 : m == (1 << man) - 1))
+        v = has_inf && m == 0 ? INFINITY : NAN;
+    else if (e == 0)
+        v = ldexp((double)m, 1 - bias - man);
+    else
+        v = ldexp(1.0 + (double)m / (1 << man), e - bias);
+    return c & 0x80 ? -v : v;
+}
+
 double nj_host_get(const void *base, int dtype, size_t i)
 {
     switch (dtype) {
@@ -124,6 +138,12 @@ double nj_host_get(const void *base, int dtype, size_t i)
         return nj_f16_to_f32(((const uint16_t *)base)[i]);
     case NORMJIT_DTYPE_BF16:
         return nj_bf16_to_f32(((const uint16_t *)base)[i]);
+    case NORMJIT_DTYPE_FP8_E4M3:
+        return fp8_value(((const uint8_t *)base)[i], 3, 7, 0);
+    case NORMJIT_DTYPE_FP8_E5M2:
+        return fp8_value(((const uint8_t *)base)[i], 2, 15, 1);
+    case NORMJIT_DTYPE_INT8:
+        return ((const int8_t *)base)[i];
     }
     return NAN;
 }
@@ -165,6 +185,12 @@ double nj_tolerance(int y_dtype)
         return 3e-5;
     case NORMJIT_DTYPE_F16:
         return 1.5e-3;
+    case NORMJIT_DTYPE_FP8_E4M3: /* half a step of 3 mantissa bits, relative to the row */
+        return 0.07;
+    case NORMJIT_DTYPE_FP8_E5M2:
+        return 0.13;
+    case NORMJIT_DTYPE_INT8: /* half a step of amax / 127 */
+        return 0.005;
     default:
         return 1e-2;
     }

@@ -23,7 +23,11 @@ float nj_f16_to_f32(uint16_t h);
 uint16_t nj_f32_to_bf16(float f);
 float nj_bf16_to_f32(uint16_t h);
 
-/* Store `v` (rounded to the dtype) at element i of a host array; read element i as a double. */
+/*
+ * Store `v` (rounded to the dtype: f32, f16, bf16) at element i of a host
+ * array; read element i of any dtype (codes too: the value an fp8 or int8
+ * code stands for) as a double.
+ */
 void nj_host_put(void *base, int dtype, size_t i, double v);
 double nj_host_get(const void *base, int dtype, size_t i);
 

@@ -1,6 +1,8 @@
 /* normjit: inspect the setup, warm the kernel cache, measure. */
 #include "tool.h"
 
+#include "ops.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -53,6 +55,57 @@ void nj_tool_log(void *user, int level, const char *message)
     (void)user;
     fprintf(stderr, "normjit: %s: %s\n", level <= NORMJIT_LOG_ERROR ? "error" : "warning",
             message);
+}
+
+/* The --quant names a tool accepts, in the order their codes count from 1. */
+static const char *const quant_names[] = {
+    "none",         "fp8-tensor",     "fp8-token",     "fp8-group64",      "fp8-group128",
+    "int8-tensor",  "int8-token",     "int8-group64",  "int8-group128",    "fp8e5m2-tensor",
+    "fp8e5m2-token", "fp8e5m2-group64", "fp8e5m2-group128"};
+
+int nj_tool_quant_code(const char *name)
+{
+    size_t i;
+    int ty, q, g;
+    if (!nj_quant_parse(name, &ty, &q, &g))
+        return 0;
+    for (i = 0; i < sizeof quant_names / sizeof quant_names[0]; i++) {
+        int ty2, q2, g2;
+        nj_quant_parse(quant_names[i], &ty2, &q2, &g2);
+        if (ty == ty2 && q == q2 && g == g2)
+            return (int)i + 1;
+    }
+    return 0;
+}
+
+const char *nj_tool_quant_name(int quant_code)
+{
+    return quant_code >= 1 && quant_code <= (int)(sizeof quant_names / sizeof quant_names[0])
+               ? quant_names[quant_code - 1]
+               : "?";
+}
+
+int nj_tool_spec(nj_spec *s, int op, int dtype, int quant_code, int cast, int64_t hidden,
+                 const char **why)
+{
+    const nj_op_desc *d = nj_op_desc_of(op);
+    int ty, q, g;
+    memset(s, 0, sizeof *s);
+    nj_quant_parse(nj_tool_quant_name(quant_code ? quant_code : 1), &ty, &q, &g);
+    s->op = op;
+    s->tx = s->tw = dtype;
+    s->ty = q ? ty : dtype;
+    s->tr = d && (d->tensors & NJ_T_RES) ? dtype : 0;
+    s->quant = q;
+    s->group = g;
+    s->cast = cast;
+    s->hidden = hidden;
+    *why = NULL;
+    if (q && d && !d->quant)
+        *why = "this op has no quantized outputs";
+    else if (g && hidden % g)
+        *why = "the group size does not divide the hidden size";
+    return *why == NULL;
 }
 
 double nj_now(void)

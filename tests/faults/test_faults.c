@@ -164,11 +164,11 @@ static normjit_ctx *make_ctx(fixture *fx, ff_log *log)
 static void request_of(int op, int64_t hidden, int bucket, nj_request *r)
 {
     memset(r, 0, sizeof *r);
-    r->op = op;
-    r->tx = r->ty = r->tw = F16;
+    r->s.op = op;
+    r->s.tx = r->s.ty = r->s.tw = F16;
     r->vec = 8;
     r->bucket = bucket;
-    r->hidden = hidden;
+    r->s.hidden = hidden;
 }
 
 static const struct expected *expected_by_name(const char *name)
@@ -201,7 +201,7 @@ static const struct expected *expect_kernel(normjit_ctx *ctx, int op, int64_t hi
         nj_request r;
         nj_plan plan;
         request_of(op, hidden, bucket, &r);
-        nj_ctx_plan(ctx, &r, &plan);
+        nj_planner_plan(&ctx->planner, &r, &plan);
         assert_int_equal(nj_render(templates, &plan.v, &src, name), NORMJIT_OK);
         if (!(e = expected_by_name(name))) {
             struct expected *n;

@@ -202,12 +202,12 @@ static void test_many_threads_one_context(void **state)
                         continue;
                     n_requests++;
                     memset(&r, 0, sizeof r);
-                    r.op = ops[o];
-                    r.tx = r.ty = r.tw = NORMJIT_DTYPE_F16;
+                    r.s.op = ops[o];
+                    r.s.tx = r.s.ty = r.s.tw = NORMJIT_DTYPE_F16;
                     r.vec = vecs[a];
                     r.bucket = b;
-                    r.hidden = hiddens[h];
-                    nj_ctx_plan(ctx, &r, &plan);
+                    r.s.hidden = hiddens[h];
+                    nj_planner_plan(&ctx->planner, &r, &plan);
                     nj_variant_name(&plan.v, name, sizeof name);
                     for (k = 0; k < n_names; k++)
                         dup |= !strcmp(names[k], name);

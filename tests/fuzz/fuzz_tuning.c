@@ -19,8 +19,7 @@
 static int same_record(const nj_tuning_record *a, const nj_tuning_record *b)
 {
     const nj_variant *x = &a->plan.v, *y = &b->plan.v;
-    return x->op == y->op && x->tx == y->tx && x->ty == y->ty && x->tw == y->tw &&
-           x->hidden == y->hidden && x->k.vec == y->k.vec && x->k.tpr == y->k.tpr &&
+    return nj_spec_equal(&x->s, &y->s) && x->k.vec == y->k.vec && x->k.tpr == y->k.tpr &&
            x->k.rpc == y->k.rpc && x->k.cluster == y->k.cluster &&
            x->k.storage == y->k.storage && x->k.occ == y->k.occ &&
            a->plan.ctas_per_sm == b->plan.ctas_per_sm && a->bucket == b->bucket &&
@@ -38,9 +37,9 @@ static void check_table(const nj_tuning *t)
     for (i = 0; i < t->n; i++) {
         const nj_tuning_record *r = &t->records[i];
         const nj_variant *v = &r->plan.v;
-        FUZZ_CHECK(nj_op_name(v->op) != NULL);
-        FUZZ_CHECK(nj_dtype_name(v->tx) && nj_dtype_name(v->ty) && nj_dtype_name(v->tw));
-        FUZZ_CHECK(v->hidden >= 1 && v->hidden <= NJ_MAX_HIDDEN);
+        FUZZ_CHECK(nj_op_name(v->s.op) != NULL);
+        FUZZ_CHECK(nj_dtype_name(v->s.tx) && nj_dtype_name(v->s.ty) && nj_dtype_name(v->s.tw));
+        FUZZ_CHECK(v->s.hidden >= 1 && v->s.hidden <= NJ_MAX_HIDDEN);
         FUZZ_CHECK(r->bucket >= 0 && r->bucket < NJ_BUCKETS);
         FUZZ_CHECK(v->k.vec >= 1 && v->k.tpr >= 1 && v->k.rpc >= 1 && v->k.cluster >= 1);
         FUZZ_CHECK(v->k.storage == NJ_STORAGE_REG || v->k.storage == NJ_STORAGE_STREAM);
