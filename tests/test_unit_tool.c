@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -104,6 +105,7 @@ static void test_exit_statuses(void **state)
         {2, {"warm", "--arch", "sm_90", "-j", "0"}, "--jobs"},
         {2, {"warm", "stray"}, "unexpected argument 'stray'"},
         {2, {"info", "--bogus"}, "(see 'normjit info --help')"},
+        {2, {"info", "--json", "stray"}, "unexpected argument 'stray'"},
         {2, {"bench", "--shape", "4096"}, "is not a shape"},
         {2, {"tune", "--arch", "sm_90"}, "--arch goes with --compile-only"},
     };
@@ -235,6 +237,106 @@ static void test_warm_then_warm_again(void **state)
     free(out);
 }
 
+/*
+ * Check JSON printed by the tool with python3: `check` is a Python expression
+ * over the parsed object `d` and the strings `want` (the NULL-terminated
+ * `values`); on failure the object is printed.
+ */
+static void check_json(const char *json, const char *check, const char *const *values)
+{
+    static const char script[] =
+        "import json, sys\n"
+        "d = json.load(open(sys.argv[1], encoding='utf-8'))\n"
+        "want = sys.argv[3:]\n"
+        "if not eval(sys.argv[2]):\n"
+        "    sys.exit('fails: %s\\n%s' % (sys.argv[2], json.dumps(d, indent=2)))\n";
+    const char *argv[16] = {"python3", "-c", script, NULL, check};
+    char path[sizeof tmp_dir + 16];
+    int n = 5, status;
+    FILE *f;
+    pid_t pid;
+
+    snprintf(path, sizeof path, "%s/out.json", tmp_dir);
+    f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(json, f);
+    assert_int_equal(fclose(f), 0);
+    argv[3] = path;
+    while (*values && n < 15)
+        argv[n++] = *values++;
+    argv[n] = NULL;
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        execvp("python3", (char *const *)argv);
+        _exit(127);
+    }
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        fail_msg("info --json: check failed (python3 exit %d) on:\n%s", WEXITSTATUS(status), json);
+}
+
+/*
+ * info --json without a driver: the same facts as the text, as one JSON
+ * object. Runs after the warm test, so the cache holds entries to count;
+ * a cache path with quotes, a backslash and a byte that is not UTF-8 still
+ * gives valid JSON; a cache others may write is reported refused.
+ */
+static void test_info_json(void **state)
+{
+    char entries[32], odd[sizeof tmp_dir + 32], odd_escaped[sizeof odd + 8];
+    char open_dir[sizeof tmp_dir + 16];
+    int counts[2] = {0, 0};
+    char *out;
+    (void)state;
+
+    setenv("NORMJIT_CUDA_DRIVER", "/nonexistent/libcuda.so.1", 1); /* no driver, on any machine */
+    assert_int_equal(nj_cache_scan(cache_dir, tally, counts), 0);
+    snprintf(entries, sizeof entries, "%d", counts[0]);
+    {
+        const char *const args[] = {"info", "--json", "--cache-dir", cache_dir, NULL};
+        const char *const want[] = {NORMJIT_VERSION_STRING, cache_dir, entries, NULL};
+        out = expect_exit(0, args);
+        check_json(out,
+                   "d['version'] == want[0]"
+                   " and d['kernels']['available'] is True and len(d['kernels']['digest']) == 32"
+                   " and d['nvrtc']['available'] is True and 'sm_90' in d['nvrtc']['archs']"
+                   " and d['driver']['available'] is False"
+                   " and '/nonexistent/libcuda.so.1' in d['driver']['error']"
+                   " and d['gpus'] == []"
+                   " and d['cache'] == {'state': 'ready', 'dir': want[1], 'entries': int(want[2]),"
+                   "   'bytes': d['cache']['bytes'], 'temporary_files': 0, 'writable': True}"
+                   " and d['cache']['bytes'] > 0",
+                   want);
+        free(out);
+    }
+
+    snprintf(odd, sizeof odd, "%s/we\"ird\\dir\xff", tmp_dir);
+    snprintf(odd_escaped, sizeof odd_escaped, "%s/we\"ird\\dir\xef\xbf\xbd", tmp_dir); /* U+FFFD */
+    {
+        const char *const args[] = {"info", "--json", "--cache-dir", odd, NULL};
+        const char *const want[] = {odd_escaped, NULL};
+        out = expect_exit(0, args);
+        check_json(out, "d['cache'] == {'state': 'not_created', 'dir': want[0]}", want);
+        free(out);
+    }
+
+    snprintf(open_dir, sizeof open_dir, "%s/open", tmp_dir);
+    assert_int_equal(mkdir(open_dir, 0700), 0);
+    assert_int_equal(chmod(open_dir, 0777), 0);
+    {
+        const char *const args[] = {"info", "--json", "--cache-dir", open_dir, NULL};
+        const char *const want[] = {open_dir, NULL};
+        out = expect_exit(0, args);
+        check_json(out,
+                   "d['cache'] == {'state': 'refused', 'dir': want[0],"
+                   "   'reason': 'writable by group or others'}",
+                   want);
+        free(out);
+    }
+    unsetenv("NORMJIT_CUDA_DRIVER");
+}
+
 static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
     (void)st, (void)flag, (void)ftw;
@@ -266,6 +368,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_exit_statuses),
         cmocka_unit_test(test_warm_then_warm_again),
+        cmocka_unit_test(test_info_json), /* after the warm: counts its entries */
     };
     if (argc != 2) {
         fprintf(stderr, "usage: %s PATH-TO-normjit\n", argv[0]);

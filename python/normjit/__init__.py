@@ -7,14 +7,14 @@
 Raw device pointers work too (normjit.rms_norm_ptr / layer_norm_ptr). Errors
 raise normjit.NormjitError carrying the library's status and message.
 
-The library is found through $NORMJIT_LIBRARY, then a build folder of this
-source tree, then the system's library path.
+The library is found by library_path() in _library.py: $NORMJIT_LIBRARY,
+the copy installed inside this package, a build folder of this source tree,
+then the system's library path.
 """
 import ctypes
-import ctypes.util
-import glob
-import os
 import threading
+
+from ._library import library_path
 
 __all__ = [
     "NormjitError", "Context", "rms_norm", "layer_norm", "rms_norm_ptr", "layer_norm_ptr",
@@ -76,16 +76,6 @@ class _PrepareStats(ctypes.Structure):
                 ("not_cached", ctypes.c_uint32)]
 
 
-def _find_library():
-    env = os.environ.get("NORMJIT_LIBRARY")
-    if env:
-        return env
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    for build in sorted(glob.glob(os.path.join(root, "build*", "src", "libnormjit.so.*"))):
-        return build
-    return ctypes.util.find_library("normjit") or "libnormjit.so.0"
-
-
 _lib = None
 _lib_lock = threading.Lock()
 
@@ -94,7 +84,7 @@ def _library():
     global _lib
     with _lib_lock:
         if _lib is None:
-            lib = ctypes.CDLL(_find_library())
+            lib = ctypes.CDLL(library_path())
             lib.normjit_ctx_create.argtypes = [ctypes.POINTER(ctypes.c_void_p),
                                                ctypes.POINTER(_CtxOptions)]
             lib.normjit_ctx_destroy.argtypes = [ctypes.c_void_p]
@@ -123,6 +113,14 @@ def _check(status):
 def version():
     """The loaded library's version string."""
     return _library().normjit_version_string().decode()
+
+
+def __getattr__(name):
+    # normjit.__version__ is the loaded library's, read on first use, so the
+    # package and the library cannot disagree.
+    if name == "__version__":
+        return version()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class Context:
