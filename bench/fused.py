@@ -769,9 +769,12 @@ DECODE_IMPLS = {"rmsnorm": ["normjit", "triton", "liger", "flashinfer"],
                 "add_layernorm": ["normjit", "triton"]}
 
 
-def decode_ops(args):
+DECODE_QUANT_MAX_ROWS = 64  # the fused-over-plain target covers 1-64 rows
+
+
+def decode_ops(args, rows=1):
     ops = [(op, None) for op in DECODE_IMPLS]
-    if args.decode_quant:
+    if args.decode_quant and rows <= DECODE_QUANT_MAX_ROWS:
         ops += [(op, q) for op in ("rmsnorm", "add_rmsnorm") for q in QUANTS]
     return ops
 
@@ -780,7 +783,7 @@ def section_decode(run, args):
     dt = args.decode_dtype
     for hidden in DECODE_HIDDEN:
         for rows in DECODE_ROWS:
-            for op, quant in decode_ops(args):
+            for op, quant in decode_ops(args, rows):
                 if quant is None:
                     impls = list(DECODE_IMPLS[op])
                     if compile_here(args, "decode", rows, hidden):
@@ -985,12 +988,11 @@ def estimate(args):
                 t += _measure_s(args, 3 * n, 3.4) + _measure_s(args, 7 * n, 3.4)
                 t += 2 * (comp * COST["compile"] + COST["nvrtc"])
     est["quant"] = t
-    ops = decode_ops(args)
-    per_shape = sum(len(DECODE_IMPLS[o]) if q is None else 1.4 for o, q in ops)
-    shapes = len(DECODE_ROWS) * len(DECODE_HIDDEN)
+    timings = sum(len(DECODE_IMPLS[o]) if q is None else 1.4
+                  for r in DECODE_ROWS for o, q in decode_ops(args, r)) * len(DECODE_HIDDEN)
+    kernels = sum(len(decode_ops(args, r)) for r in (1, DECODE_ROWS[-1])) * len(DECODE_HIDDEN)
     ncomp = len([s for s in args.decode_compile.split(",") if s]) * 4 * comp
-    est["decode"] = (shapes * per_shape * (2 * COST["graph"] + COST["check"])
-                     + 2 * len(DECODE_HIDDEN) * len(ops) * COST["nvrtc"]
+    est["decode"] = (timings * (2 * COST["graph"] + COST["check"]) + kernels * COST["nvrtc"]
                      + 35 * COST["jit"] + ncomp * COST["compile"])
     est["host"] = 4 + comp * COST["compile"]
     est["chain"] = 4
@@ -1180,6 +1182,62 @@ def table_notes(results):
     return lines
 
 
+LARGE_UP = ("Large", "XL", "XXL", "XXXL")
+
+
+def table_targets(results):
+    """The issues' speed targets against this run: the worst case of each, and whether met."""
+    lines = ["\n### targets (worst case of this run)", "",
+             "| target | worst | met | where |", "| --- | ---: | --- | --- |"]
+
+    def worst(section, value, pick=min, keep=lambda key, rows: True):
+        found = []
+        for key, rows in by_case(results, section).items():
+            nj = rows.get("normjit", {}).get("us", math.nan)
+            if nj == nj and keep(key, rows):
+                v = value(key, rows, nj)
+                if v == v:
+                    found.append((v, key))
+        return pick(found) if found else (math.nan, None)
+
+    def line(name, v_key, goal, higher=True, fmt="{:.2f}x"):
+        v, key = v_key
+        if key is None:
+            return
+        met = "yes" if (v >= goal if higher else v <= goal) else "**no**"
+        where = f"{key[0]} {op_name(key[1], key[2] or None)} {short_dtype(key[3])}"
+        lines.append(f"| {name} | {fmt.format(v)} | {met} | {where} |")
+
+    vs_best = lambda key, rows, nj: best_peer(rows)[0] / nj  # noqa: E731
+    pct = lambda key, rows, nj: rows["normjit"].get("pct_copy", math.nan)  # noqa: E731
+    large = lambda key, rows: key[0] in LARGE_UP  # noqa: E731
+    line("fused add, seed shapes: >= 1.0x the best peer", worst("fused", vs_best), 1.0)
+    line("fused add, Large up: >= 95% of copy", worst("fused", pct, keep=large), 95,
+         fmt="{:.1f}%")
+    line("fused add, wide rows: >= 85% of copy",
+         worst("wide", pct, keep=lambda key, rows: is_add(key[1])), 85, fmt="{:.1f}%")
+    line("plain norm, wide rows: >= 90% of copy",
+         worst("wide", pct, keep=lambda key, rows: not is_add(key[1])), 90, fmt="{:.1f}%")
+    line("quantized: >= 1.2x FlashInfer",
+         worst("quant", lambda key, rows, nj: rows.get("flashinfer", {}).get("us", math.nan) / nj),
+         1.2)
+    line("quantized, Large up: >= 90% of copy", worst("quant", pct, keep=large), 90,
+         fmt="{:.1f}%")
+    line("decode plain: >= 1.0x best of Triton and Liger",
+         worst("decode", lambda key, rows, nj: best_peer(rows, ("triton", "liger"))[0] / nj,
+               keep=lambda key, rows: not key[2] and not is_add(key[1])), 1.0)
+    dec = by_case(results, "decode")
+
+    def over_plain(key, rows, nj):
+        plain = dec.get((key[0], "layernorm" if is_ln(key[1]) else "rmsnorm", "", key[3]), {})
+        return nj / plain.get("normjit", {}).get("us", math.nan)
+    line("decode 1-64 rows: fused op <= 1.10x the plain norm",
+         worst("decode", over_plain, pick=max,
+               keep=lambda key, rows: (is_add(key[1]) or key[2]) and
+               rows["normjit"]["rows"] <= 64), 1.10, higher=False)
+    return lines if len(lines) > 4 else []
+
+
 def summary_tables(results, full):
     fused_impls = ["normjit", "torch", "compile", "flashinfer", "liger", "triton"] if full else \
         ["normjit", "torch", "compile", "flashinfer"]
@@ -1203,7 +1261,7 @@ def summary_tables(results, full):
                           "us/chain")
     if full:
         lines += table_notes(results)
-    return lines
+    return lines + table_targets(results)
 
 
 # ---------------------------------------------------------------------------
