@@ -1300,6 +1300,8 @@ def parse_args(argv=None):
     ap.add_argument("--chain-rows", type=int, default=64)
     ap.add_argument("--chain-hidden", type=int, default=4096)
     ap.add_argument("--chain-calls", type=int, default=16)
+    ap.add_argument("--quick", action="store_true",
+                    help="a smoke run of every section at a few shapes (about a minute)")
     ap.add_argument("--seed", type=int, default=int(time.time()) % 100000)
     ap.add_argument("--estimate", action="store_true", help="print the run-time estimate and exit")
     ap.add_argument("--resume", action="store_true",
@@ -1317,6 +1319,14 @@ def parse_args(argv=None):
     args.wide_dtypes = [DTYPES[d] for d in args.wide_dtypes.split(",")]
     args.decode_dtype = DTYPES[args.decode_dtype]
     args.wide_hidden = [int(h) for h in args.wide_hidden.split(",")]
+    if args.quick:
+        global SEED_SHAPES, DECODE_ROWS, DECODE_HIDDEN
+        SEED_SHAPES = [s for s in SEED_SHAPES if s[0] in ("Small", "Large")]
+        DECODE_ROWS, DECODE_HIDDEN = (1, 64), (4096,)
+        args.wide_hidden = [32768, 262144]
+        args.dtypes = args.dtypes[-1:]
+        args.decode_compile = "1x4096"
+        args.host_calls, args.graph_replays, args.max_reps = 500, 10, 30
     return args
 
 
