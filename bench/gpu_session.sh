@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # One device session, from the repository root with build-gpu (and optionally a
 # pre-warmed .cache-gpu) carried:
-#   bash bench/gpu_session.sh STEP...     steps: tests tune bench compare
+#   bash bench/gpu_session.sh STEP...     steps: tests tune bench compare peers ...
 # Logs, tables and CSVs go to $OUT (or ./gpu-out).
+# `peers` also needs .peers carried (bench/fetch_peers.sh, run where there is network); it
+# takes FUSED_ARGS (bench/fused.py's options, e.g. "--sections decode,wide,chain") and
+# FUSED_TIMEOUT (seconds left for it, 540 by default, so the tables still get printed).
 set -u
 out=${OUT:-gpu-out}
 mkdir -p "$out"
@@ -68,5 +71,33 @@ for step in "$@"; do
   compare)
     PYTHONUNBUFFERED=1 python3 bench/compare.py --out "$out" > "$out/compare.md" 2>&1
     echo "compare exit $?"; cat "$out/compare.md" ;;
+  peers)
+    # FlashInfer's norm kernels (kept if .peers/lib carries an up-to-date build), Liger from
+    # its wheel (no network here), then bench/fused.py; a run that loses its CUDA context
+    # (exit 3) starts again in a new process with the sections it had not finished.
+    bash bench/peers/build.sh > "$out/peers-build.log" 2>&1
+    echo "flashinfer harness build exit $?: $(tail -n 1 "$out/peers-build.log")"
+    python3 -m pip install --no-deps --quiet --target /tmp/site .peers/liger_kernel-*.whl \
+      > "$out/liger-install.log" 2>&1
+    echo "liger install exit $?"
+    deadline=$(( SECONDS + ${FUSED_TIMEOUT:-540} ))
+    resume=""
+    rc=1
+    for attempt in 1 2 3; do
+      left=$(( deadline - SECONDS ))
+      [ $left -gt 30 ] || break
+      PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 timeout -k 15 $left \
+        python3 bench/fused.py --out "$out" ${FUSED_ARGS:-} $resume >> "$out/fused.log" 2>&1
+      rc=$?
+      echo "fused.py exit $rc (attempt $attempt, $(( deadline - SECONDS )) s left)"
+      [ $rc -eq 3 ] || break
+      resume=--resume
+    done
+    if [ $rc -ne 0 ] && [ $rc -ne 2 ] && [ -f "$out/fused.csv" ]; then
+      python3 bench/fused.py --out "$out" --tables-only > /dev/null 2>&1  # after a hard crash
+    fi
+    grep -E "^estimated|^section|stopped early|CUDA context lost|Traceback" "$out/fused.log" \
+      | cut -c1-200 | head -n 12
+    cat "$out/fused-summary.md" ;;
   esac
 done
