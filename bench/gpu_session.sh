@@ -29,6 +29,19 @@ for step in "$@"; do
       grep -E "^\[  (FAILED|PASSED)|ERROR|cases checked|seed" "$out/$(basename "$t").log" | head -20
       echo "$t exit $rc"
     done ;;
+  smoke)
+    # Every op, quantized output and a spread of shapes through the tool: each case is checked
+    # against the double-precision reference before it is timed.
+    t=build-gpu/tools/normjit
+    { $t bench --op rmsnorm,layernorm,add_rmsnorm,add_layernorm --dtype bf16 --iters 20 \
+        --quant none,fp8-tensor,fp8-token,int8-token,fp8-group128,fp8e5m2-group64 \
+        --shape 1x4096 --shape 64x5120 --shape 2048x4096 --shape 1000x2880 --shape 256x131072
+      $t bench --op add_rmsnorm,add_layernorm --dtype f16,f32 --iters 20 --shape 4096x8192 --shape 7x7
+      $t bench --op qk_rmsnorm --heads 32 --dtype bf16,f16 --iters 20 --shape 2048x128 --shape 1x64 --shape 16x256
+      $t bench --op rmsnorm --quant fp8-group128 --dtype bf16 --iters 20 --shape 512x1024 --shape 64x65536
+    } > "$out/smoke.md" 2>&1
+    echo "smoke exit $?"; grep -vE "^\| (Small|Medium|custom) .* \| [0-9]" "$out/smoke.md" | head -60
+    grep -cE "^\| custom .* \| [0-9]" "$out/smoke.md" ;;
   tune)
     # Written to the GPU's file under NORMJIT_TUNING_DIR, where later steps find it.
     build-gpu/tools/normjit tune -q --hidden $hidden > "$out/tune.md" 2>&1

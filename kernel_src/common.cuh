@@ -688,8 +688,8 @@ __device__ __forceinline__ float nj_scale_of(float amax, float min_scale)
 // Vectors per quantization group. A group is either gv consecutive lanes of
 // one step (gv divides NJ_TPR, at most 32 lanes) or, when a row has fewer
 // threads than a group has vectors, NJ_GV / NJ_TPR consecutive steps of every
-// lane of the row (register storage, NJ_TPR <= 32). The dispatcher only
-// builds variants that fit one of the two.
+// lane of the row (NJ_TPR <= 32). The dispatcher only builds variants that
+// fit one of the two.
 #define NJ_GV (NJ_GROUP / NJ_VEC)
 #define NJ_GROUP_IN_LANES (NJ_TPR % NJ_GV == 0)
 #endif
@@ -882,6 +882,31 @@ __device__ __forceinline__ void nj_stream_store_row(const nj_params &p, const nj
             p.scales[row_index * p.scales_row_stride] = scale;
     }
 #endif
+#if NJ_QUANT == NJ_QUANT_GROUP && !NJ_GROUP_IN_LANES
+    // A group is NJ_GV / NJ_TPR consecutive steps of all the row's lanes (NJ_TPR <= 32):
+    // hold one group's vectors, take its amax over the lanes, then write it.
+    constexpr int steps = NJ_GV / NJ_TPR;
+    if (live) {
+        for (int g = 0; g < NJ_NV / NJ_GV; ++g) {
+            nj_xvec v[steps];
+            float amax = 0.f;
+#pragma unroll
+            for (int i = 0; i < steps; ++i) {
+                const nj_i64 e = ((nj_i64)(g * steps + i) * NJ_TPR + s.lane) * NJ_VEC;
+                nj_reload_input(v[i], row, e);
+                amax = fmaxf(amax, nj_amax_vec(nj_advance(w, e), nj_advance(b, e), v[i], c));
+            }
+            const float scale = nj_scale_of(nj_lanes_max<NJ_TPR>(amax), p.min_scale);
+#pragma unroll
+            for (int i = 0; i < steps; ++i) {
+                const nj_i64 e = ((nj_i64)(g * steps + i) * NJ_TPR + s.lane) * NJ_VEC;
+                nj_out_vec(row.y + e, nj_advance(w, e), nj_advance(b, e), v[i], c, 1.f / scale);
+            }
+            if (s.lane == 0)
+                p.scales[row_index * p.scales_row_stride + g * p.scales_group_stride] = scale;
+        }
+    }
+#else
     if (live) {
 #pragma unroll 4
         for (int j = s.lane; j < NJ_NV; j += NJ_TPR) {
@@ -889,7 +914,7 @@ __device__ __forceinline__ void nj_stream_store_row(const nj_params &p, const nj
             nj_xvec v;
             nj_reload_input(v, row, e);
 #if NJ_QUANT == NJ_QUANT_GROUP
-            // Stream storage only uses groups within the lanes of one step.
+            // A group within the lanes of one step.
             const float amax =
                 nj_lanes_max<NJ_GV>(nj_amax_vec(nj_advance(w, e), nj_advance(b, e), v, c));
             const float scale = nj_scale_of(amax, p.min_scale);
@@ -902,6 +927,7 @@ __device__ __forceinline__ void nj_stream_store_row(const nj_params &p, const nj
 #endif
         }
     }
+#endif
 }
 #endif
 

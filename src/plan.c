@@ -115,9 +115,10 @@ void nj_plan_fit(nj_plan *p, int arch)
         k->tpr = (int)tpr;
     } else {
         /* A group longer than a warp's lanes (narrow vectors): a warp's lanes over several
-           steps, in registers. */
+           steps, in registers when the row fits. */
         k->tpr = 32;
-        k->storage = NJ_STORAGE_REG;
+        k->storage = row_bytes <= 32 * 2 * NJ_MAX_THREAD_BYTES ? NJ_STORAGE_REG
+                                                               : NJ_STORAGE_STREAM;
     }
     k->rpc = rpc_for(k->tpr);
 }
@@ -196,13 +197,14 @@ int nj_plan_candidates(const nj_request *r, int arch, const nj_knobs *layout, nj
         n_layouts = layouts(r, arch, lay, NJ_MAX_LAYOUTS);
     }
     for (i = 0; i < n_layouts; i++) {
-        n_rpc = rpc_options(lay[i].tpr, rpcs);
+        /* A cluster holds one row per CTA. */
+        n_rpc = lay[i].cluster > 1 ? (rpcs[0] = 1) : rpc_options(lay[i].tpr, rpcs);
         for (j = 0; j < n_rpc && n < max; j++) {
             nj_variant v;
             int occ;
             v.s = r->s;
             v.k = lay[i];
-            v.k.rpc = lay[i].cluster > 1 ? 1 : rpcs[j];
+            v.k.rpc = rpcs[j];
             v.k.occ = 0;
             if (nj_variant_check(&v, arch) != NORMJIT_OK)
                 continue;

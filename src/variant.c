@@ -504,15 +504,14 @@ static int check_groups(const nj_variant *v)
     const int gv = v->s.group / k->vec;
     const int64_t nv = v->s.hidden / k->vec, nvc = (nv + k->cluster - 1) / k->cluster;
     const int in_lanes = gv >= 1 && gv <= 32 && k->tpr % gv == 0;
-    const int in_steps = gv > k->tpr && k->tpr <= 32 && gv % k->tpr == 0 &&
-                         k->storage == NJ_STORAGE_REG && k->cluster == 1;
+    const int in_steps = gv > k->tpr && k->tpr <= 32 && gv % k->tpr == 0 && k->cluster == 1;
     if (v->s.quant != NORMJIT_QUANT_GROUP)
         return NORMJIT_OK;
     if ((!in_lanes && !in_steps) || nvc % gv || nv % k->cluster)
         return nj_fail(NORMJIT_EUNSUPPORTED,
                        "group quantization of %d elements with vec=%d needs tpr (%d) to be a "
-                       "multiple of %d vectors (at most 32) or, in registers, a divisor of it "
-                       "up to 32, and whole groups per CTA",
+                       "multiple of %d vectors (at most 32) or a divisor of it up to 32, and "
+                       "whole groups per CTA",
                        v->s.group, k->vec, k->tpr, gv);
     return NORMJIT_OK;
 }

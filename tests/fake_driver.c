@@ -107,11 +107,25 @@ static CUresult f_launch_kernel(CUfunction fn, unsigned gx, unsigned gy, unsigne
                                 void **params, void **extra)
 {
     (void)fn, (void)gy, (void)gz, (void)by, (void)bz, (void)shared_bytes, (void)stream;
-    (void)params, (void)extra;
+    (void)extra;
     fake_drv.launches++;
     fake_drv.last_grid_x = gx;
     fake_drv.last_block_x = bx;
+    memcpy(&fake_drv.last_params, params[0], sizeof fake_drv.last_params);
     return CUDA_SUCCESS;
+}
+
+static CUresult f_launch_kernel_ex(const CUlaunchConfig *cfg, CUfunction fn, void **params,
+                                   void **extra)
+{
+    unsigned i;
+    for (i = 0; i < cfg->numAttrs; i++)
+        if (cfg->attrs[i].id == CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION &&
+            cfg->attrs[i].value.programmaticStreamSerializationAllowed)
+            fake_drv.pdl_launches++;
+    return f_launch_kernel(fn, cfg->gridDimX, cfg->gridDimY, cfg->gridDimZ, cfg->blockDimX,
+                           cfg->blockDimY, cfg->blockDimZ, cfg->sharedMemBytes, cfg->hStream,
+                           params, extra);
 }
 
 static CUresult f_stream_is_capturing(CUstream stream, CUstreamCaptureStatus *status)
@@ -139,6 +153,7 @@ void fake_driver_init(nj_driver *d)
     d->module_unload = f_module_unload;
     d->module_get_function = f_module_get_function;
     d->launch_kernel = f_launch_kernel;
+    d->launch_kernel_ex = f_launch_kernel_ex;
     d->stream_is_capturing = f_stream_is_capturing;
 
     memset(&fake_drv, 0, sizeof fake_drv);

@@ -8,6 +8,7 @@
 #define NJ_FAKE_DRIVER_H
 
 #include "driver.h"
+#include "params.h"
 
 #include <stdint.h>
 
@@ -24,6 +25,8 @@ typedef struct fake_driver_state {
     int module_loads;
     int module_unloads;
     unsigned last_grid_x, last_block_x;
+    int pdl_launches;  /* launches through cuLaunchKernelEx asking for programmatic serialization */
+    nj_params last_params; /* the parameter block of the last launch */
 } fake_driver_state;
 
 extern fake_driver_state fake_drv;

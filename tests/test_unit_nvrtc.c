@@ -10,6 +10,7 @@
 #include "compiler.h"
 #include "plan.h"
 #include "args.h"
+#include "launch.h"
 #include "render.h"
 #include "templates.h"
 
@@ -150,6 +151,7 @@ static const struct {
     {EV(LN, BF16, E4M3, BF16, 0, TOKEN, 0, 0, 0, 65536, 8, 1024, 1, 1, 0, STREAM), 80},
     {EV(RMS, BF16, E4M3, BF16, 0, GROUP, 128, 1, 0, 131072, 8, 1024, 1, 1, 0, STREAM), 80},
     {EV(RMS, BF16, E4M3, BF16, 0, GROUP, 128, 0, 0, 65536, 8, 512, 1, 2, 0, REG), 90},
+    {EV(RMS, BF16, E4M3, BF16, 0, GROUP, 128, 0, 0, 131072, 1, 32, 1, 1, 0, STREAM), 80},
     {EV(ADD_RMS, BF16, E4M3, BF16, BF16, TOKEN, 0, 0, 0, 4096, 8, 128, 1, 1, 0, REG), 80},
     {EV(ADD_LN, F16, E4M3, F16, F16, GROUP, 128, 0, 0, 8192, 8, 256, 1, 1, 0, REG), 80},
     /* Cast modes. */
@@ -217,6 +219,95 @@ static void test_ptx_fallback_compiles(void **state)
     assert_int_equal(nj_target_init(&t, nvrtc, 200), NORMJIT_OK);
     assert_int_equal(t.cubin, 0);
     compile_variant(&t, &v);
+}
+
+#define NJ_PROBE_MAX 64
+
+/*
+ * The constants a PTX kernel stores to out[0..max): lines of the form
+ * "mov.u64 %rdN, VALUE;" (or mov.b64, as newer PTX writes it) and "st.global.u64 [%rdM+OFFSET], %rdN;" (OFFSET
+ * 8 * index, absent for index 0). Slots never stored stay -1.
+ */
+static void stored_values(const char *ptx, long long *out, int max)
+{
+    long long regs[4096];
+    const char *line = ptx;
+    int i;
+    for (i = 0; i < 4096; i++)
+        regs[i] = -1;
+    for (i = 0; i < max; i++)
+        out[i] = -1;
+    while (line && *line) {
+        const char *end = strchr(line, '\n');
+        char text[160];
+        int reg, base, offset = 0;
+        long long value;
+        snprintf(text, sizeof text, "%.*s", end ? (int)(end - line) : (int)strlen(line), line);
+        if ((sscanf(text, " mov.u64 %%rd%d, %lld;", &reg, &value) == 2 ||
+             sscanf(text, " mov.b64 %%rd%d, %lld;", &reg, &value) == 2) &&
+            reg >= 0 && reg < 4096)
+            regs[reg] = value;
+        else if ((sscanf(text, " st.global.u64 [%%rd%d+%d], %%rd%d;", &base, &offset, &reg) == 3 ||
+                  (offset = 0, sscanf(text, " st.global.u64 [%%rd%d], %%rd%d;", &base, &reg) == 2)) &&
+                 offset % 8 == 0 && offset / 8 < max && reg >= 0 && reg < 4096)
+            out[offset / 8] = regs[reg];
+        line = end ? end + 1 : NULL;
+    }
+}
+
+/*
+ * The parameter block has one layout on both sides: NVRTC compiles
+ * kernel_src/params.h into a probe kernel that stores every field's offset
+ * and the struct's size, and each must equal what the C compiler gave the
+ * same struct. Reordering or retyping a field on one side only (or a padding
+ * difference) fails here, on the CPU. (NVRTC has no constant offsetof, so
+ * the offsets are read from the PTX the probe compiles to.)
+ */
+static void test_params_layout_matches_nvrtc(void **state)
+{
+    const nj_template_file *params = nj_template_find(templates, "params.h");
+    static const size_t offsets[] = {
+#define NJ_OFFSET_(type, name) offsetof(nj_params, name),
+        NJ_PARAM_FIELDS(NJ_OFFSET_)
+#undef NJ_OFFSET_
+    };
+    static const char *const names[] = {
+#define NJ_NAME_(type, name) #name,
+        NJ_PARAM_FIELDS(NJ_NAME_)
+#undef NJ_NAME_
+    };
+    const int n = (int)(sizeof offsets / sizeof offsets[0]);
+    nj_buf src = {0}, ptx = {0};
+    long long got[NJ_PROBE_MAX];
+    nj_target t;
+    int i;
+    (void)state;
+    assert_non_null(params);
+    nj_buf_append(&src, params->text, params->len);
+    nj_buf_puts(&src, "\nextern \"C\" __global__ void nj_abi_probe(long long *out)\n{\n"
+                      "    nj_params p;\n    int i = 0;\n");
+#define NJ_PROBE_(type, name)                                                               \
+    nj_buf_puts(&src, "    out[i++] = (long long)((const char *)&p." #name                  \
+                      " - (const char *)&p);\n");
+    NJ_PARAM_FIELDS(NJ_PROBE_)
+#undef NJ_PROBE_
+    nj_buf_puts(&src, "    out[i++] = (long long)sizeof(nj_params);\n}\n");
+    assert_int_equal(nj_buf_status(&src), NORMJIT_OK);
+    assert_int_equal(nj_target_init(&t, nvrtc, 200), NORMJIT_OK); /* PTX, which we can read */
+    assert_int_equal(t.cubin, 0);
+    if (nj_compile(nvrtc, &t, src.data, "nj_abi_probe", &ptx) != NORMJIT_OK)
+        fail_msg("the probe does not compile: %s", normjit_last_error());
+    assert_true(n + 1 <= NJ_PROBE_MAX);
+    if (getenv("NJ_DUMP_PTX"))
+        fputs(ptx.data, stderr);
+    stored_values(ptx.data, got, NJ_PROBE_MAX);
+    for (i = 0; i < n; i++)
+        if (got[i] != (long long)offsets[i])
+            fail_msg("field %s: offset %zu in C, %lld for NVRTC", names[i], offsets[i], got[i]);
+    if (got[n] != (long long)sizeof(nj_params))
+        fail_msg("sizeof(nj_params): %zu in C, %lld for NVRTC", sizeof(nj_params), got[n]);
+    nj_buf_free(&src);
+    nj_buf_free(&ptx);
 }
 
 static void test_compile_error_reports_log(void **state)
@@ -320,6 +411,7 @@ int main(void)
         cmocka_unit_test(test_compile_heuristic_plans),
         cmocka_unit_test(test_ptx_fallback_compiles),
         cmocka_unit_test(test_compile_error_reports_log),
+        cmocka_unit_test(test_params_layout_matches_nvrtc),
     };
     const struct CMUnitTest plan_tests[] = {
         cmocka_unit_test(test_heuristic_plans_legal),

@@ -81,8 +81,9 @@ void nj_bench_args(const nj_bench_op *op, const nj_bench_buffers *b, int set,
 /*
  * Compare the output of set 0 (already computed on g->stream, once) against
  * the reference on up to 192 rows spread over the tensor: of the sum the
- * fused add wrote, and quantized codes times their scales. Returns the worst
- * normalized error (INFINITY on a NaN, a negative value on a driver error);
+ * fused add wrote, and quantized codes against the reference divided by their
+ * scale. Returns the worst normalized error, for quantized outputs in steps
+ * of the code grid (INFINITY on a NaN, a negative value on a driver error);
  * compare it with nj_tolerance(op->s.ty).
  */
 double nj_bench_check(nj_bench_gpu *g, const nj_bench_op *op, const nj_bench_buffers *b);

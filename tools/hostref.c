@@ -185,12 +185,10 @@ double nj_tolerance(int y_dtype)
         return 3e-5;
     case NORMJIT_DTYPE_F16:
         return 1.5e-3;
-    case NORMJIT_DTYPE_FP8_E4M3: /* half a step of 3 mantissa bits, relative to the row */
-        return 0.07;
+    case NORMJIT_DTYPE_FP8_E4M3: /* codes: in steps of the code grid, one step */
     case NORMJIT_DTYPE_FP8_E5M2:
-        return 0.13;
-    case NORMJIT_DTYPE_INT8: /* half a step of amax / 127 */
-        return 0.005;
+    case NORMJIT_DTYPE_INT8:
+        return 1.0;
     default:
         return 1e-2;
     }

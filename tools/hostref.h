@@ -38,7 +38,10 @@ double nj_host_get(const void *base, int dtype, size_t i);
 void nj_reference_row(int op, const double *x, const double *w, const double *b, int64_t hidden,
                       double eps, int weight_plus_one, double *y, double *rstd, double *mean);
 
-/* Tolerance on max |y - ref| / max |ref| for an output dtype. */
+/*
+ * Tolerance on max |y - ref| / max |ref| for an output dtype; for quantized
+ * codes, on the error in steps of the code grid (one step).
+ */
 double nj_tolerance(int y_dtype);
 
 /*

@@ -244,6 +244,14 @@ static CUresult f_launch_kernel(CUfunction fn, unsigned gx, unsigned gy, unsigne
     return CUDA_SUCCESS;
 }
 
+static CUresult f_launch_kernel_ex(const CUlaunchConfig *cfg, CUfunction fn, void **params,
+                                   void **extra)
+{
+    return f_launch_kernel(fn, cfg->gridDimX, cfg->gridDimY, cfg->gridDimZ, cfg->blockDimX,
+                           cfg->blockDimY, cfg->blockDimZ, cfg->sharedMemBytes, cfg->hStream,
+                           params, extra);
+}
+
 static CUresult f_stream_is_capturing(CUstream stream, CUstreamCaptureStatus *status)
 {
     (void)stream;
@@ -279,6 +287,7 @@ void ff_driver_init(nj_driver *d)
     d->module_unload = f_module_unload;
     d->module_get_function = f_module_get_function;
     d->launch_kernel = f_launch_kernel;
+    d->launch_kernel_ex = f_launch_kernel_ex;
     d->stream_is_capturing = f_stream_is_capturing;
 
     ff_driver_clear_images();
