@@ -333,12 +333,14 @@ static void count_once(nj_variant *seen, int *n_seen, const nj_variant *v, int g
         if (nj_variant_equal(&seen[i], v))
             return;
     seen[(*n_seen)++] = *v;
-    if (got == NJ_GOT_COMPILED)
+    if (got == NJ_GOT_COMPILED || got == NJ_GOT_UNCACHED)
         st->compiled++;
     else if (got == NJ_GOT_FROM_DISK)
         st->from_disk++;
     else
         st->in_memory++;
+    if (got == NJ_GOT_UNCACHED)
+        st->not_cached++;
 }
 
 #define NJ_MAX_PLANS 8

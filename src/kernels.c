@@ -205,9 +205,9 @@ static int build(normjit_ctx *ctx, const nj_variant *v, nj_module *m, int *got)
     if ((status = nj_compile(ctx->nvrtc, target, source.data, name, &image)) != NORMJIT_OK)
         goto out;
     *got = NJ_GOT_COMPILED;
-    if (ctx->disk)
-        nj_disk_cache_store(ctx->disk, target->dir_name, digest, key.data, key.len, image.data,
-                            image.len);
+    if (!ctx->disk || nj_disk_cache_store(ctx->disk, target->dir_name, digest, key.data, key.len,
+                                          image.data, image.len) != NORMJIT_OK)
+        *got = NJ_GOT_UNCACHED; /* the store said why (warning, last error); the build goes on */
     if (!ctx->offline) {
         res = load_image(ctx, image.data, name, &m->module, &m->fn, &what);
         if (res != CUDA_SUCCESS) {

@@ -59,8 +59,8 @@ typedef struct nj_kernels {
     nj_launch *launches;
 } nj_kernels;
 
-/* What getting a kernel took. */
-enum { NJ_GOT_IN_MEMORY = 0, NJ_GOT_FROM_DISK = 1, NJ_GOT_COMPILED = 2 };
+/* What getting a kernel took. UNCACHED: compiled, but not stored in the disk cache. */
+enum { NJ_GOT_IN_MEMORY = 0, NJ_GOT_FROM_DISK = 1, NJ_GOT_COMPILED = 2, NJ_GOT_UNCACHED = 3 };
 
 int nj_kernels_init(nj_kernels *k);
 /* Free everything; modules are unloaded by the caller (ctx.c) first. */

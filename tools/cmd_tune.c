@@ -160,7 +160,7 @@ static void *compile_worker(void *arg)
             fprintf(stderr, "normjit tune: %s: %s\n", name, normjit_last_error());
             p->failed++;
         }
-        p->compiled += got == NJ_GOT_COMPILED;
+        p->compiled += got == NJ_GOT_COMPILED || got == NJ_GOT_UNCACHED;
         p->cached += got == NJ_GOT_FROM_DISK;
         if (p->fns)
             p->fns[i] = fn;
