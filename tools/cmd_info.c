@@ -3,9 +3,12 @@
 #include "compiler.h"
 #include "disk_cache.h"
 #include "driver.h"
+#include "parse.h"
 #include "templates.h"
 #include "tool.h"
 
+#include <errno.h>
+#include <limits.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,7 +25,7 @@ static const char help[] =
     "                   else XDG_CACHE_HOME/normjit, else ~/.cache/normjit)\n";
 
 struct tally {
-    long entries, temps;
+    long entries, temps, problems;
     unsigned long long bytes;
 };
 
@@ -33,9 +36,16 @@ static int count_entry(const nj_cache_file *f, void *user)
         t->temps++;
     } else {
         t->entries++;
-        t->bytes += (unsigned long long)f->st.st_size;
+        if (S_ISREG(f->st.st_mode))
+            t->bytes += (unsigned long long)f->st.st_size;
     }
     return 0;
+}
+
+static void count_problem(const char *path, const char *why, void *user)
+{
+    (void)path, (void)why;
+    ((struct tally *)user)->problems++;
 }
 
 static void print_nvrtc(void)
@@ -87,27 +97,32 @@ static void print_driver(void)
     }
 }
 
+/* The cache root as the library judges it (nj_disk_root_check), and what 'normjit cache' sees. */
 static void print_cache(const char *dir)
 {
-    char *root = NULL;
-    struct stat st;
-    struct tally t = {0, 0, 0};
+    char *root = NULL, why[PATH_MAX + 256];
+    struct tally t = {0, 0, 0, 0};
+    int r;
     if (nj_disk_cache_resolve(dir, &root) != NORMJIT_OK) {
         printf("cache:    none: %s\n", normjit_last_error());
         return;
     }
     printf("cache:    %s", root);
-    if (stat(root, &st) != 0) {
+    r = nj_disk_root_check(root, why, sizeof why);
+    if (r == NJ_ROOT_MISSING) {
         printf(" (not created yet)\n");
-    } else if (!nj_disk_trusted(&st)) {
-        printf(" (refused: %s)\n", st.st_uid != geteuid() ? "owned by another user"
-                                                          : "writable by group or others");
+    } else if (r == NJ_ROOT_REFUSED) {
+        printf(" (not used: %s)\n", why);
+    } else if (nj_cache_walk(root, count_entry, count_problem, &t) != 0) {
+        printf(" (cannot be read: %s)\n", strerror(errno));
     } else {
-        nj_cache_scan(root, count_entry, &t);
         printf(": %ld entr%s, %.1f MiB", t.entries, t.entries == 1 ? "y" : "ies",
                (double)t.bytes / (1u << 20));
         if (t.temps)
             printf(", %ld temporary file%s", t.temps, t.temps == 1 ? "" : "s");
+        if (t.problems)
+            printf(", %ld folder%s not inspected (see 'normjit cache verify')", t.problems,
+                   t.problems == 1 ? "" : "s");
         printf("%s\n", access(root, W_OK) ? " (read-only)" : "");
     }
     free(root);
@@ -120,10 +135,12 @@ int nj_cmd_info(int argc, char **argv)
                                          {NULL, 0, NULL, 0}};
     const nj_templates *templates;
     const char *cache_dir = NULL;
+    char err[128];
     int c;
 
     optind = 1;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
         switch (c) {
         case 'c':
             cache_dir = optarg;
@@ -132,7 +149,8 @@ int nj_cmd_info(int argc, char **argv)
             fputs(help, stdout);
             return NJ_EXIT_OK;
         default:
-            return nj_usage_error("info", "unknown option");
+            nj_parse_option_problem(c, optopt, argv[optind - 1], err, sizeof err);
+            return nj_usage_error("info", "%s", err);
         }
     }
     if (optind < argc)
