@@ -177,14 +177,18 @@ int nj_mkdir_p(const char *path, mode_t mode)
     return 0;
 }
 
-int nj_disk_trusted(const struct stat *st)
+const char *nj_disk_untrusted(const struct stat *st)
 {
-    return st->st_uid == geteuid() && (st->st_mode & (S_IWGRP | S_IWOTH)) == 0;
+    if (st->st_uid != geteuid())
+        return "owned by another user";
+    if (st->st_mode & (S_IWGRP | S_IWOTH))
+        return "writable by group or others";
+    return NULL;
 }
 
-static const char *untrusted_reason(const struct stat *st)
+int nj_disk_trusted(const struct stat *st)
 {
-    return st->st_uid != geteuid() ? "owned by another user" : "writable by group or others";
+    return nj_disk_untrusted(st) == NULL;
 }
 
 int nj_disk_root_check(const char *root, char *why, size_t why_size)
@@ -207,8 +211,9 @@ int nj_disk_root_check(const char *root, char *why, size_t why_size)
         return NJ_ROOT_REFUSED;
     }
     if (!nj_disk_trusted(&st)) {
-        snprintf(why, why_size, "%s is %s, and a cached kernel is code that would run in the process",
-                 root, untrusted_reason(&st));
+        snprintf(why, why_size,
+                 "%s is %s, and a cached kernel is code that would run in the process", root,
+                 nj_disk_untrusted(&st));
         return NJ_ROOT_REFUSED;
     }
     return NJ_ROOT_OK;
@@ -217,16 +222,12 @@ int nj_disk_root_check(const char *root, char *why, size_t why_size)
 const char *nj_disk_folder_problem(const struct stat *lst)
 {
     if (S_ISLNK(lst->st_mode))
-        return "is a symbolic link, which is not followed below the cache root";
+        return "a symbolic link, which is not followed below the cache root";
     if (S_ISREG(lst->st_mode))
-        return "is a regular file where the cache has a folder";
+        return "a regular file where the cache has a folder";
     if (!S_ISDIR(lst->st_mode))
-        return "is a special file (FIFO, socket or device) where the cache has a folder";
-    if (lst->st_uid != geteuid())
-        return "is owned by another user";
-    if (lst->st_mode & (S_IWGRP | S_IWOTH))
-        return "is writable by group or others";
-    return NULL;
+        return "a special file (FIFO, socket or device) where the cache has a folder";
+    return nj_disk_untrusted(lst);
 }
 
 static void check_root(nj_disk_cache *c)
@@ -347,7 +348,7 @@ static int open_folder(nj_disk_cache *c, const char *target, const char *digest,
         close(fd);
         if (next < 0) {
             if (problem)
-                snprintf(why, why_size, "%s %s", path, problem);
+                snprintf(why, why_size, "%s is %s", path, problem);
             else if (err != ENOENT || create)
                 snprintf(why, why_size, "cannot open %s: %s", path, strerror(err));
             return -1;
@@ -355,12 +356,6 @@ static int open_folder(nj_disk_cache *c, const char *target, const char *digest,
         fd = next;
     }
     return fd;
-}
-
-/* Why an open entry may not be loaded, or NULL. */
-static const char *entry_untrusted(const struct stat *st)
-{
-    return nj_disk_trusted(st) ? NULL : untrusted_reason(st);
 }
 
 int nj_disk_cache_load(nj_disk_cache *c, const char *target, const char *digest,
@@ -397,7 +392,7 @@ int nj_disk_cache_load(nj_disk_cache *c, const char *target, const char *digest,
                       e.text);
         return 0;
     }
-    if ((untrusted = entry_untrusted(&st)) != NULL) {
+    if ((untrusted = nj_disk_untrusted(&st)) != NULL) {
         warn_once(c, WARN_UNTRUSTED_ENTRY,
                   "not loading kernel cache entry %s: it is %s, and a cached kernel is code that "
                   "would run in this process; recompiling",

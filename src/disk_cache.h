@@ -80,6 +80,9 @@ void nj_disk_cache_entry_path(const char *root, const char *target, const char *
 /* 1 if `st` describes something this user may trust: owned by us, not writable by others. */
 int nj_disk_trusted(const struct stat *st);
 
+/* Why not: NULL when trusted, else "owned by another user" or "writable by group or others". */
+const char *nj_disk_untrusted(const struct stat *st);
+
 /* Results of nj_disk_root_check. */
 enum { NJ_ROOT_OK = 0, NJ_ROOT_MISSING = 1, NJ_ROOT_REFUSED = -1 };
 
@@ -94,7 +97,8 @@ int nj_disk_root_check(const char *root, char *why, size_t why_size);
 /*
  * The rule for a folder below the root, from its lstat: NULL when it is a
  * directory (not a link) of this user that only this user can write, else
- * why not ("is a symbolic link, which is not followed below the cache root").
+ * what it is instead ("a symbolic link, which is not followed below the
+ * cache root", "owned by another user"), to follow "<path> is ".
  */
 const char *nj_disk_folder_problem(const struct stat *lst);
 

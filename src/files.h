@@ -33,11 +33,11 @@
 typedef struct nj_file_error {
     int err;         /* errno of the failing call (ENOENT: it is not there), or 0 for a wrong kind
                         of file, EFBIG for one over the cap */
-    char text[160];  /* "is a FIFO, not a regular file", "is 70000000 bytes, over the ...", or
-                        strerror(err) */
+    char text[160];  /* "is a FIFO, not a regular file", "is 70000000 bytes, over the ...",
+                        or strerror(err) */
 } nj_file_error;
 
-/* "a FIFO", "a socket", "a directory", "a character device", "a block device", "a symbolic link". */
+/* What kind of file `mode` says, as a phrase: "a FIFO", "a directory", "a character device"... */
 const char *nj_file_kind(mode_t mode);
 
 /*

@@ -313,8 +313,8 @@ int nj_tuning_load(const char *path, nj_tuning **out)
     /* A link is followed: the path is the user's own choice (option or environment). */
     if (nj_file_read(AT_FDCWD, path, 0, TUNING_MAX_BYTES, &b, &e) != 0) {
         nj_buf_free(&b);
-        return nj_file_fail(e.err == ENOMEM ? NORMJIT_ENOMEM : NORMJIT_EIO, "cannot read tuning file",
-                            path, &e);
+        return nj_file_fail(e.err == ENOMEM ? NORMJIT_ENOMEM : NORMJIT_EIO,
+                            "cannot read tuning file", path, &e);
     }
     status = nj_tuning_parse(b.data, b.len, out);
     nj_buf_free(&b);

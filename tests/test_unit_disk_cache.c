@@ -996,7 +996,7 @@ static void test_cache_hostile_folders(void **state)
     }
 }
 
-/* A root that is a regular file or a dangling link: unusable, one warning, stores fail saying why. */
+/* A root that is a regular file or a dangling link: unusable, a warning, stores fail saying so. */
 static void test_cache_unusable_roots(void **state)
 {
     static const char *const says[] = {"is a regular file, not a directory",

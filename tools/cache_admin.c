@@ -244,9 +244,7 @@ static int open_entry(nj_admin_file *f)
     f->st = st; /* the file actually checked: nj_admin_remove compares against it */
     if (!nj_disk_trusted(&st)) {
         close(fd);
-        set_problem(f, "untrusted",
-                    st.st_uid != geteuid() ? "owned by another user"
-                                           : "writable by group or others");
+        set_problem(f, "untrusted", "%s", nj_disk_untrusted(&st));
         return -1;
     }
     return fd;

@@ -156,8 +156,10 @@ static int visit_folders(struct walk *w, const char *dir, int depth)
             continue;
         }
         if ((problem = nj_disk_folder_problem(&st)) != NULL) {
+            char why[160];
+            snprintf(why, sizeof why, "is %s", problem);
             if (layout)
-                report(w, path, problem);
+                report(w, path, why);
             continue;
         }
         if (depth == 0) {
