@@ -25,6 +25,8 @@
 #define NJ_ENTRY_HEADER_SIZE 40
 #define NJ_ENTRY_MAX_KEY (16u << 20)
 #define NJ_ENTRY_MAX_PAYLOAD (256u << 20)
+/* The largest file that can be an entry: a larger one is refused before it is read. */
+#define NJ_ENTRY_MAX_FILE ((uint64_t)NJ_ENTRY_HEADER_SIZE + NJ_ENTRY_MAX_KEY + NJ_ENTRY_MAX_PAYLOAD)
 
 /* Why an entry was rejected (NJ_ENTRY_OK when it was not). */
 enum {

@@ -1,11 +1,15 @@
 #include "compiler.h"
 
+#include "files.h"
+
 #include <dlfcn.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define NJ_SYM(member, name) {name, offsetof(nj_nvrtc, member)}
 static const struct {
@@ -37,29 +41,49 @@ static void load(void)
     static const char *defaults[] = {"libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so"};
     const char *env = getenv("NORMJIT_NVRTC");
     const char *tried = env && *env ? env : "libnvrtc.so.13, libnvrtc.so.12, libnvrtc.so";
+    const char *name = NULL;
     void *lib = NULL;
     size_t i;
 
     if (env && *env) {
+        /* A path (not a name for the loader to search): a regular file, checked without
+           blocking, so that a FIFO or a device there fails here instead of inside dlopen. */
+        if (strchr(env, '/')) {
+            nj_file_error e;
+            struct stat st;
+            int fd = nj_file_open(AT_FDCWD, env, 0, NJ_FILE_ANY_SIZE, &st, &e);
+            if (fd < 0) {
+                load_status = NORMJIT_ENONVRTC;
+                snprintf(load_message, sizeof load_message,
+                         "cannot load NVRTC from %.800s (NORMJIT_NVRTC): %s", env, e.text);
+                return;
+            }
+            close(fd);
+        }
+        name = env;
         lib = dlopen(env, RTLD_NOW | RTLD_LOCAL);
     } else {
         for (i = 0; i < sizeof defaults / sizeof defaults[0] && !lib; i++)
-            lib = dlopen(defaults[i], RTLD_NOW | RTLD_LOCAL);
+            lib = dlopen(name = defaults[i], RTLD_NOW | RTLD_LOCAL);
     }
     if (!lib) {
+        const char *why = dlerror();
         load_status = NORMJIT_ENONVRTC;
         snprintf(load_message, sizeof load_message,
                  "cannot load NVRTC (tried %s): %s; install the CUDA runtime compiler library "
                  "or set NORMJIT_NVRTC to its path",
-                 tried, dlerror());
+                 tried, why ? why : "unknown error");
         return;
     }
     for (i = 0; i < sizeof symbols / sizeof symbols[0]; i++) {
         void *fn = dlsym(lib, symbols[i].name);
         if (!fn) {
             load_status = NORMJIT_ENONVRTC;
-            snprintf(load_message, sizeof load_message, "NVRTC library lacks %s (too old?)",
-                     symbols[i].name);
+            snprintf(load_message, sizeof load_message,
+                     "cannot use %.900s%s as NVRTC: it lacks %s (not an NVRTC library, or one "
+                     "older than CUDA 11.2)",
+                     name, env && *env ? " (NORMJIT_NVRTC)" : "", symbols[i].name);
+            dlclose(lib);
             return;
         }
         memcpy((char *)&loaded + symbols[i].offset, &fn, sizeof fn);

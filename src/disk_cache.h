@@ -12,6 +12,14 @@
  * from (a cached CUBIN is code). A root that cannot be created or written
  * leaves the context working from memory. Each kind of problem is logged once
  * per cache as a warning.
+ *
+ * Links: the root may be a symbolic link (it is followed, as any folder above
+ * it: users move caches with links). Nothing below the root is followed: a
+ * link, or anything but a directory of this user that only this user can
+ * write, where the layout has a folder (v<N>, target, bucket) makes that
+ * folder unusable, and anything but a regular file where it has an entry is
+ * a miss. `normjit cache` walks the tree with the same rules
+ * (nj_disk_root_check, nj_disk_folder_problem) and reports what they refuse.
  */
 #ifndef NJ_DISK_CACHE_H
 #define NJ_DISK_CACHE_H
@@ -51,12 +59,13 @@ int nj_disk_cache_load(nj_disk_cache *c, const char *target, const char *digest,
                        const char *key, size_t key_len, nj_buf *payload);
 
 /*
- * Store an entry. A failure is warned about once and returned (NORMJIT_EIO
- * with the path and the reason); the caller keeps its image either way.
+ * Store an entry. NORMJIT_OK once it is in place; NORMJIT_EIO, with the entry's
+ * path and the reason in the last error, when it could not be stored (also
+ * when the cache is unusable or read-only). A failure to write is also
+ * warned about, once per kind; the caller keeps the kernel in memory.
  */
 int nj_disk_cache_store(nj_disk_cache *c, const char *target, const char *digest,
-                         const char *key, size_t key_len, const void *payload,
-                         size_t payload_len);
+                        const char *key, size_t key_len, const void *payload, size_t payload_len);
 
 /* Remove the entry, e.g. when the driver refused its image. */
 void nj_disk_cache_remove(nj_disk_cache *c, const char *target, const char *digest);
@@ -70,6 +79,28 @@ void nj_disk_cache_entry_path(const char *root, const char *target, const char *
 
 /* 1 if `st` describes something this user may trust: owned by us, not writable by others. */
 int nj_disk_trusted(const struct stat *st);
+
+/* Why not: NULL when trusted, else "owned by another user" or "writable by group or others". */
+const char *nj_disk_untrusted(const struct stat *st);
+
+/* Results of nj_disk_root_check. */
+enum { NJ_ROOT_OK = 0, NJ_ROOT_MISSING = 1, NJ_ROOT_REFUSED = -1 };
+
+/*
+ * The root rule: NJ_ROOT_OK for a directory (links followed) of this user
+ * that only this user can write; NJ_ROOT_MISSING when nothing is there (it
+ * may be created); NJ_ROOT_REFUSED with "<root> is ..." in `why` otherwise
+ * (a regular file, a dangling link, another user's, writable by others).
+ */
+int nj_disk_root_check(const char *root, char *why, size_t why_size);
+
+/*
+ * The rule for a folder below the root, from its lstat: NULL when it is a
+ * directory (not a link) of this user that only this user can write, else
+ * what it is instead ("a symbolic link, which is not followed below the
+ * cache root", "owned by another user"), to follow "<path> is ".
+ */
+const char *nj_disk_folder_problem(const struct stat *lst);
 
 /* Create `path` and missing parents with `mode`. 0 on success, else -1 with errno. */
 int nj_mkdir_p(const char *path, mode_t mode);

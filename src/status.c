@@ -1,5 +1,6 @@
 #include "status.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,15 +71,33 @@ int nj_fail_prefix(int status, const char *fmt, ...)
     return status;
 }
 
+/* The values NORMJIT_LOG takes ("0" or empty: silent), and the level of each. */
+static const struct {
+    const char *name;
+    int level;
+} env_levels[] = {
+    {"1", NORMJIT_LOG_WARN},      {"error", NORMJIT_LOG_ERROR}, {"warn", NORMJIT_LOG_WARN},
+    {"warning", NORMJIT_LOG_WARN}, {"info", NORMJIT_LOG_INFO},   {"debug", NORMJIT_LOG_DEBUG},
+};
+
+static atomic_flag warned_bad_env = ATOMIC_FLAG_INIT;
+
 static int level_from_env(const char *s)
 {
-    if (!strcasecmp(s, "error"))
-        return NORMJIT_LOG_ERROR;
-    if (!strcasecmp(s, "info"))
-        return NORMJIT_LOG_INFO;
-    if (!strcasecmp(s, "debug"))
-        return NORMJIT_LOG_DEBUG;
-    return NORMJIT_LOG_WARN; /* "1", "warn", anything else */
+    size_t i;
+    for (i = 0; i < sizeof env_levels / sizeof env_levels[0]; i++)
+        if (!strcasecmp(s, env_levels[i].name))
+            return env_levels[i].level;
+    /* The user asked for messages: give warnings, and say once per process what was meant. */
+    if (!atomic_flag_test_and_set(&warned_bad_env)) {
+        char names[128] = "0";
+        for (i = 0; i < sizeof env_levels / sizeof env_levels[0]; i++)
+            snprintf(names + strlen(names), sizeof names - strlen(names), ", %s",
+                     env_levels[i].name);
+        fprintf(stderr, "normjit: warning: NORMJIT_LOG=%.64s is not one of %s; printing warnings\n",
+                s, names);
+    }
+    return NORMJIT_LOG_WARN;
 }
 
 void nj_logger_init(nj_logger *lg, normjit_log_fn fn, void *user, int level)

@@ -1,9 +1,10 @@
 #include "templates.h"
 
 #include "buf.h"
+#include "files.h"
 #include "hash.h"
 
-#include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,27 +16,26 @@ static nj_template_file *override_files;
 static int load_status;
 static char load_message[1024];
 
+/* Far above any template (the largest is a few tens of KiB); a larger file is refused whole. */
+#define TEMPLATE_MAX_BYTES (4u << 20)
+
 static int read_file(const char *path, nj_template_file *f)
 {
-    FILE *fp = fopen(path, "rb");
     nj_buf b = {0};
-    char chunk[8192];
-    size_t n;
-    if (!fp) {
-        snprintf(load_message, sizeof load_message, "cannot open kernel template %.900s: %s", path,
-                 strerror(errno));
-        return 0;
-    }
-    while ((n = fread(chunk, 1, sizeof chunk, fp)) > 0)
-        nj_buf_append(&b, chunk, n);
-    if (ferror(fp) || b.oom || memchr(b.data ? b.data : "", 0, b.len)) {
-        snprintf(load_message, sizeof load_message, "cannot read kernel template %.900s", path);
-        fclose(fp);
+    nj_file_error e;
+    /* A link is followed (a kernel developer's own folder), but never to a device or a FIFO. */
+    if (nj_file_read(AT_FDCWD, path, 0, TEMPLATE_MAX_BYTES, &b, &e) != 0) {
+        snprintf(load_message, sizeof load_message, "cannot read kernel template %.800s: %s", path,
+                 e.text);
         nj_buf_free(&b);
         return 0;
     }
-    fclose(fp);
-    nj_buf_append(&b, "", 0);
+    if (memchr(b.data, 0, b.len)) {
+        snprintf(load_message, sizeof load_message,
+                 "kernel template %.900s holds a NUL byte: not a source file", path);
+        nj_buf_free(&b);
+        return 0;
+    }
     f->text = b.data;
     f->len = b.len;
     return 1;

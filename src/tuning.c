@@ -1,15 +1,19 @@
 #include "tuning.h"
 
 #include "paths.h"
+#include "files.h"
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define MAX_LINE 1024
+/* Far above any real table (a full one is a few hundred KiB); a larger file is refused whole. */
+#define TUNING_MAX_BYTES (64u << 20)
 
 nj_tuning *nj_tuning_new(const nj_device_key *device, const char *library,
                          const char *templates)
@@ -347,23 +351,17 @@ int nj_tuning_parse(const char *text, size_t len, nj_tuning **out)
 
 int nj_tuning_load(const char *path, nj_tuning **out)
 {
-    FILE *f = fopen(path, "rb");
     nj_buf b = {0};
-    char chunk[4096];
-    size_t n;
+    nj_file_error e;
     int status;
     *out = NULL;
-    if (!f)
-        return nj_fail(NORMJIT_EIO, "cannot open tuning file %s: %s", path, strerror(errno));
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0 && b.len < (64u << 20))
-        nj_buf_append(&b, chunk, n);
-    if (ferror(f) || b.oom) {
-        fclose(f);
+    /* A link is followed: the path is the user's own choice (option or environment). */
+    if (nj_file_read(AT_FDCWD, path, 0, TUNING_MAX_BYTES, &b, &e) != 0) {
         nj_buf_free(&b);
-        return nj_fail(NORMJIT_EIO, "cannot read tuning file %s", path);
+        return nj_file_fail(e.err == ENOMEM ? NORMJIT_ENOMEM : NORMJIT_EIO,
+                            "cannot read tuning file", path, &e);
     }
-    fclose(f);
-    status = nj_tuning_parse(b.data ? b.data : "", b.len, out);
+    status = nj_tuning_parse(b.data, b.len, out);
     nj_buf_free(&b);
     if (status != NORMJIT_OK)
         nj_fail_prefix(status, "tuning file %s", path);

@@ -16,7 +16,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -260,9 +263,10 @@ static void reopen_cache(cache_fixture *f)
     assert_int_equal(nj_disk_cache_open(f->root, &f->log, &f->cache), NORMJIT_OK);
 }
 
-static void store(cache_fixture *f, const char *digest)
+/* Store an entry: its status (NORMJIT_OK, or NORMJIT_EIO with the reason in the last error). */
+static int store(cache_fixture *f, const char *digest)
 {
-    nj_disk_cache_store(f->cache, "sm_90", digest, key, KEY_LEN, payload, PAYLOAD_LEN);
+    return nj_disk_cache_store(f->cache, "sm_90", digest, key, KEY_LEN, payload, PAYLOAD_LEN);
 }
 
 /* 1 on a hit that returned exactly the stored payload, 0 on a miss. */
@@ -321,6 +325,24 @@ static int entries_under(const char *root)
     return n;
 }
 
+static int n_njc;
+
+static int count_njc(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st, (void)ftw;
+    if (flag == FTW_F && strlen(path) > 4 && !strcmp(path + strlen(path) - 4, ".njc"))
+        n_njc++;
+    return 0;
+}
+
+/* *.njc files under a tree given to another user (which nj_cache_scan, as the library, skips). */
+static int njc_files_under(const char *root)
+{
+    n_njc = 0;
+    assert_int_equal(nftw(root, count_njc, 16, FTW_PHYS), 0);
+    return n_njc;
+}
+
 static void expect_mode(const char *path, mode_t mode)
 {
     struct stat st;
@@ -356,11 +378,11 @@ static void test_cache_store_load_round_trip(void **state)
     assert_int_equal(load(&f, D1), 0);
     assert_true(nj_disk_cache_usable(f.cache));
 
-    store(&f, D1);
+    assert_int_equal(store(&f, D1), NORMJIT_OK);
     assert_int_equal(load(&f, D1), 1);
-    store(&f, D2);
-    store(&f, D3);
-    store(&f, D1); /* over an existing entry */
+    assert_int_equal(store(&f, D2), NORMJIT_OK);
+    assert_int_equal(store(&f, D3), NORMJIT_OK);
+    assert_int_equal(store(&f, D1), NORMJIT_OK); /* over an existing entry */
     assert_int_equal(load(&f, D1), 1);
     assert_int_equal(load(&f, D2), 1);
     assert_int_equal(load(&f, D3), 1);
@@ -470,7 +492,8 @@ static void test_cache_unsafe_entry_files(void **state)
     }
     assert_int_equal(load(&f, D1), 0);
     assert_int_equal(f.cap.warnings, 2);
-    assert_non_null(strstr(f.cap.last, "cannot open kernel cache entry"));
+    assert_non_null(strstr(f.cap.last, "is a symbolic link"));
+    assert_non_null(strstr(f.cap.last, path));
     nj_disk_cache_close(f.cache);
 }
 
@@ -488,7 +511,8 @@ static void test_cache_world_writable_root_refused(void **state)
     assert_int_equal(f.cap.warnings, 1);
     assert_non_null(strstr(f.cap.last, "writable by group or others"));
     assert_false(nj_disk_cache_usable(f.cache));
-    store(&f, D2);
+    assert_int_equal(store(&f, D2), NORMJIT_EIO);
+    assert_non_null(strstr(normjit_last_error(), "writable by group or others"));
     assert_int_equal(load(&f, D1), 0);
     assert_int_equal(f.cap.warnings, 1);
     assert_int_equal(entries_under(f.root), 1); /* D2 was not written */
@@ -533,7 +557,9 @@ static void test_cache_root_not_creatable(void **state)
     fclose(fp);
     open_cache(&f, "plain-file/cache");
     assert_int_equal(load(&f, D1), 0);
-    store(&f, D1);
+    assert_int_equal(store(&f, D1), NORMJIT_EIO);
+    assert_non_null(strstr(normjit_last_error(), "cannot create kernel cache directory"));
+    assert_non_null(strstr(normjit_last_error(), f.root));
     assert_int_equal(load(&f, D1), 0);
     assert_false(nj_disk_cache_usable(f.cache));
     assert_int_equal(f.cap.warnings, 1);
@@ -553,8 +579,8 @@ static void test_cache_read_only_root(void **state)
 
     reopen_cache(&f);
     assert_int_equal(load(&f, D1), 1); /* still read from */
-    store(&f, D2);
-    store(&f, D3);
+    assert_int_equal(store(&f, D2), can_still_write ? NORMJIT_OK : NORMJIT_EIO);
+    assert_int_equal(store(&f, D3), can_still_write ? NORMJIT_OK : NORMJIT_EIO);
     assert_int_equal(temps_under(f.root), 0);
     if (can_still_write) {
         print_message("note: running as root, chmod 0500 does not stop writes here; the "
@@ -599,7 +625,9 @@ static int read_only_child(const char *root)
     hit = nj_disk_cache_load(c, "sm_90", D1, key, KEY_LEN, &out);
     if (!hit || out.len != PAYLOAD_LEN || memcmp(out.data, payload, PAYLOAD_LEN))
         result = 13;
-    nj_disk_cache_store(c, "sm_90", D2, key, KEY_LEN, payload, PAYLOAD_LEN);
+    if (nj_disk_cache_store(c, "sm_90", D2, key, KEY_LEN, payload, PAYLOAD_LEN) != NORMJIT_EIO ||
+        !strstr(normjit_last_error(), "is not writable"))
+        result = 16;
     nj_disk_cache_store(c, "sm_90", D3, key, KEY_LEN, payload, PAYLOAD_LEN);
     if (!result && (cap.warnings != 1 || !strstr(cap.last, "is not writable")))
         result = 14;
@@ -641,7 +669,7 @@ static void test_cache_read_only_root_unprivileged(void **state)
         fail_msg("read-only check %d failed as user 65534 (see read_only_child)",
                  WEXITSTATUS(status));
     assert_int_equal(temps_under(f.root), 0);
-    assert_int_equal(entries_under(f.root), 1);
+    assert_int_equal(njc_files_under(f.root), 1);
     assert_int_equal(nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS), 0);
 }
 
@@ -705,25 +733,30 @@ static void test_cache_injected_failures(void **state)
     (void)state;
     for (i = 0; i < sizeof faults / sizeof faults[0]; i++) {
         cache_fixture f;
-        char name[64];
+        char name[64], path[PATH_MAX];
         snprintf(name, sizeof name, "fault-%zu", i);
         open_cache(&f, name);
         nj_disk_cache_set_io(f.cache, &faults[i].io);
         io_calls = 0;
-        store(&f, D1);
+        assert_int_equal(store(&f, D1), NORMJIT_EIO);
         assert_true(io_calls > 0);
+        entry_path(&f, D1, path);
+        /* The failed store names the entry and the step that failed. */
+        if (!strstr(normjit_last_error(), path) ||
+            !strstr(normjit_last_error(), faults[i].step))
+            fail_msg("%s: last error \"%s\"", faults[i].name, normjit_last_error());
         if (f.cap.warnings != 1 || !strstr(f.cap.last, faults[i].step))
             fail_msg("%s: %d warnings, last \"%s\", expected one with \"%s\"", faults[i].name,
                      f.cap.warnings, f.cap.last, faults[i].step);
         assert_int_equal(temps_under(f.root), 0);
         assert_int_equal(entries_under(f.root), 0);
         assert_int_equal(load(&f, D1), 0);
-        store(&f, D2); /* the same kind of failure again: no second warning */
+        assert_int_equal(store(&f, D2), NORMJIT_EIO); /* again: no second warning */
         assert_int_equal(f.cap.warnings, 1);
         assert_int_equal(temps_under(f.root), 0);
 
         nj_disk_cache_set_io(f.cache, NULL); /* the real file operations again */
-        store(&f, D1);
+        assert_int_equal(store(&f, D1), NORMJIT_OK);
         assert_int_equal(load(&f, D1), 1);
         assert_int_equal(f.cap.warnings, 1);
         nj_disk_cache_close(f.cache);
@@ -743,6 +776,320 @@ static void test_cache_short_writes(void **state)
     assert_int_equal(load(&f, D1), 1);
     assert_int_equal(f.cap.warnings, 0);
     nj_disk_cache_close(f.cache);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Hostile file system states                                                */
+
+/* A load that would hang (a blocking open) is ended by SIGALRM after this, failing the test. */
+#define WATCHDOG_SECONDS 30
+
+/* Remove a file or a whole tree (no links followed); a missing path is fine. */
+static int remove_tree(const char *path)
+{
+    struct stat st;
+    if (lstat(path, &st) != 0)
+        return errno == ENOENT ? 0 : -1;
+    return nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static int make_fifo(const char *path)
+{
+    return mkfifo(path, 0600);
+}
+
+static int make_socket(const char *path)
+{
+    struct sockaddr_un a;
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0), rc;
+    if (fd < 0 || strlen(path) >= sizeof a.sun_path)
+        return -1;
+    memset(&a, 0, sizeof a);
+    a.sun_family = AF_UNIX;
+    memcpy(a.sun_path, path, strlen(path) + 1);
+    rc = bind(fd, (struct sockaddr *)&a, sizeof a);
+    close(fd); /* the socket file stays */
+    return rc;
+}
+
+static int make_dir(const char *path)
+{
+    return mkdir(path, 0700);
+}
+
+static int make_device(const char *path)
+{
+    return mknod(path, S_IFCHR | 0600, makedev(1, 5)); /* the numbers of /dev/zero */
+}
+
+static int make_link_to_zero(const char *path)
+{
+    return symlink("/dev/zero", path);
+}
+
+static int make_empty(const char *path)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+    return fd < 0 ? -1 : close(fd);
+}
+
+/* A sparse file one byte over the largest entry: refused without being read. */
+static int make_oversized(const char *path)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600), rc;
+    if (fd < 0)
+        return -1;
+    rc = ftruncate(fd, (off_t)NJ_ENTRY_MAX_FILE + 1);
+    close(fd);
+    return rc;
+}
+
+/*
+ * Something other than an entry at an entry's path: a miss with one warning
+ * naming the path and what is there, never a hang; a store replaces it,
+ * except a directory, which a store cannot replace: it says so (the kernel
+ * is then not in the cache, and a warm reports it).
+ */
+static void test_cache_hostile_entry_kinds(void **state)
+{
+    static const struct {
+        const char *what;
+        int (*make)(const char *path);
+        const char *warning;
+        int replaceable;
+    } kinds[] = {
+        {"FIFO", make_fifo, "is a FIFO, not a regular file", 1},
+        {"socket", make_socket, "is a socket, not a regular file", 1},
+        {"directory", make_dir, "is a directory, not a regular file", 0},
+        {"device node", make_device, "is a character device, not a regular file", 1},
+        {"link to /dev/zero", make_link_to_zero, "is a symbolic link", 1},
+        {"empty file", make_empty, "(truncated)", 1},
+        {"oversized file", make_oversized, "over the limit of", 1},
+    };
+    size_t i;
+    (void)state;
+    for (i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
+        cache_fixture f;
+        char name[32], path[PATH_MAX];
+        snprintf(name, sizeof name, "hostile-entry-%zu", i);
+        open_cache(&f, name);
+        assert_int_equal(store(&f, D1), NORMJIT_OK); /* the folders exist */
+        entry_path(&f, D1, path);
+        assert_int_equal(unlink(path), 0);
+        if (kinds[i].make(path) != 0) {
+            print_message("note: cannot make a %s here (%s); that case is left out\n",
+                          kinds[i].what, strerror(errno));
+            nj_disk_cache_close(f.cache);
+            continue;
+        }
+        alarm(WATCHDOG_SECONDS);
+        if (load(&f, D1))
+            fail_msg("a %s at the entry's path loaded as an entry", kinds[i].what);
+        alarm(0);
+        if (f.cap.warnings != 1 || !strstr(f.cap.last, kinds[i].warning) ||
+            !strstr(f.cap.last, path))
+            fail_msg("%s: %d warnings, last \"%s\"; expected one naming %s and saying \"%s\"",
+                     kinds[i].what, f.cap.warnings, f.cap.last, path, kinds[i].warning);
+        if (kinds[i].replaceable) {
+            assert_int_equal(store(&f, D1), NORMJIT_OK);
+            assert_int_equal(load(&f, D1), 1);
+        } else {
+            assert_int_equal(store(&f, D1), NORMJIT_EIO);
+            if (!strstr(normjit_last_error(), path) ||
+                !strstr(normjit_last_error(), "rename: Is a directory"))
+                fail_msg("%s: last error \"%s\"", kinds[i].what, normjit_last_error());
+            assert_int_equal(f.cap.warnings, 2);
+            assert_non_null(strstr(f.cap.last, "rename: Is a directory"));
+            assert_int_equal(load(&f, D1), 0);
+        }
+        assert_int_equal(temps_under(f.root), 0);
+        nj_disk_cache_close(f.cache);
+    }
+}
+
+/* <root>/v<S>, <root>/v<S>/sm_90 or <root>/v<S>/sm_90/01: the folder of D1 at `level`. */
+static void folder_at(const char *root, int level, char *out, size_t size)
+{
+    static const char *const tails[] = {"", "/sm_90", "/sm_90/01"};
+    if (snprintf(out, size, "%s/v%d%s", root, NJ_CACHE_SCHEMA, tails[level]) >= (int)size)
+        fail_msg("path too long under %s", root);
+}
+
+/*
+ * The layout's folders are never followed through a link, nor used when
+ * they are not a directory of this user only: a load misses with a warning
+ * naming the folder, a store fails saying why, and nothing is written
+ * through the link. The root itself may be a link.
+ */
+static void test_cache_hostile_folders(void **state)
+{
+    static const char *const what[] = {"a symbolic link", "a regular file", "group-writable",
+                                       "another user's"};
+    static const char *const says[] = {
+        "is a symbolic link, which is not followed below the cache root",
+        "is a regular file where the cache has a folder", "is writable by group or others",
+        "is owned by another user"};
+    int level, kind;
+    (void)state;
+    for (level = 0; level < 3; level++) {
+        for (kind = 0; kind < 4; kind++) {
+            cache_fixture f, elsewhere;
+            char name[48], folder[PATH_MAX], other[PATH_MAX];
+            if (kind == 3 && geteuid() != 0)
+                continue; /* only root can give a folder away; the kind is the same check */
+            snprintf(name, sizeof name, "hostile-folder-%d-%d", level, kind);
+            open_cache(&f, name);
+            snprintf(name, sizeof name, "elsewhere-%d-%d", level, kind);
+            open_cache(&elsewhere, name);
+            assert_int_equal(store(&elsewhere, D1), NORMJIT_OK);
+            assert_int_equal(store(&f, D2), NORMJIT_OK); /* the root and v<S> exist */
+            folder_at(f.root, level, folder, sizeof folder);
+            folder_at(elsewhere.root, level, other, sizeof other);
+            assert_int_equal(remove_tree(folder), 0);
+            if (kind == 0) {
+                assert_int_equal(symlink(other, folder), 0);
+            } else if (kind == 1) {
+                assert_int_equal(make_empty(folder), 0);
+            } else {
+                assert_int_equal(mkdir(folder, 0700), 0);
+                if (kind == 2)
+                    assert_int_equal(chmod(folder, 0770), 0);
+                else
+                    assert_int_equal(chown(folder, 65534, 65534), 0);
+            }
+            if (load(&f, D1))
+                fail_msg("%s folder at level %d was used", what[kind], level);
+            if (f.cap.warnings != 1 || !strstr(f.cap.last, folder) ||
+                !strstr(f.cap.last, says[kind]))
+                fail_msg("%s folder at level %d: %d warnings, last \"%s\"", what[kind], level,
+                         f.cap.warnings, f.cap.last);
+            assert_int_equal(store(&f, D1), NORMJIT_EIO);
+            if (!strstr(normjit_last_error(), folder) ||
+                !strstr(normjit_last_error(), says[kind]))
+                fail_msg("%s folder at level %d: last error \"%s\"", what[kind], level,
+                         normjit_last_error());
+            /* Nothing went through the link. */
+            assert_int_equal(entries_under(elsewhere.root), 1);
+            assert_int_equal(temps_under(elsewhere.root), 0);
+            if (kind == 3)
+                assert_int_equal(chown(folder, 0, 0), 0);
+            nj_disk_cache_close(f.cache);
+            nj_disk_cache_close(elsewhere.cache);
+        }
+    }
+
+    /* The root may be a link: it is followed. */
+    {
+        cache_fixture real, linked;
+        char link_root[PATH_MAX];
+        open_cache(&real, "real-root");
+        assert_int_equal(store(&real, D1), NORMJIT_OK);
+        snprintf(link_root, sizeof link_root, "%s/linked-root", tmp_root);
+        assert_int_equal(symlink(real.root, link_root), 0);
+        open_cache(&linked, "linked-root");
+        assert_int_equal(load(&linked, D1), 1);
+        assert_int_equal(store(&linked, D2), NORMJIT_OK);
+        assert_int_equal(load(&real, D2), 1);
+        assert_int_equal(linked.cap.warnings, 0);
+        nj_disk_cache_close(real.cache);
+        nj_disk_cache_close(linked.cache);
+    }
+}
+
+/* A root that is a regular file or a dangling link: unusable, a warning, stores fail saying so. */
+static void test_cache_unusable_roots(void **state)
+{
+    static const char *const says[] = {"is a regular file, not a directory",
+                                       "is a symbolic link to a folder that does not exist"};
+    int kind;
+    (void)state;
+    for (kind = 0; kind < 2; kind++) {
+        cache_fixture f;
+        open_cache(&f, kind == 0 ? "root-file" : "root-dangling");
+        if (kind == 0)
+            assert_int_equal(make_empty(f.root), 0);
+        else
+            assert_int_equal(symlink("/nonexistent/normjit-cache-target", f.root), 0);
+        assert_int_equal(load(&f, D1), 0);
+        assert_false(nj_disk_cache_usable(f.cache));
+        assert_int_equal(store(&f, D1), NORMJIT_EIO);
+        if (!strstr(normjit_last_error(), f.root) || !strstr(normjit_last_error(), says[kind]))
+            fail_msg("root kind %d: last error \"%s\"", kind, normjit_last_error());
+        assert_int_equal(f.cap.warnings, 1);
+        assert_non_null(strstr(f.cap.last, says[kind]));
+        nj_disk_cache_close(f.cache);
+    }
+}
+
+/*
+ * A bucket folder this user cannot read (chmod 000). Root reads through any
+ * mode, so as root the check runs in a child as user 65534 on a tree given
+ * to that user. No cmocka calls in the child: its exit status says which
+ * check failed.
+ */
+static int unreadable_folder_child(const char *root, const char *folder, int drop)
+{
+    capture cap;
+    nj_logger lg;
+    nj_disk_cache *c;
+    nj_buf out = {0};
+    int result = 0;
+
+    if (drop && (setgid(65534) != 0 || setuid(65534) != 0))
+        return 10;
+    memset(&cap, 0, sizeof cap);
+    nj_logger_init(&lg, capture_log, &cap, NORMJIT_LOG_WARN);
+    if (nj_disk_cache_open(root, &lg, &c) != NORMJIT_OK)
+        return 11;
+    if (nj_disk_cache_load(c, "sm_90", D1, key, KEY_LEN, &out))
+        result = 12;
+    else if (cap.warnings != 1 || !strstr(cap.last, folder) ||
+             !strstr(cap.last, "Permission denied"))
+        result = 13;
+    else if (nj_disk_cache_store(c, "sm_90", D1, key, KEY_LEN, payload, PAYLOAD_LEN) !=
+                 NORMJIT_EIO ||
+             !strstr(normjit_last_error(), folder) ||
+             !strstr(normjit_last_error(), "Permission denied"))
+        result = 14;
+    nj_buf_free(&out);
+    nj_disk_cache_close(c);
+    return result;
+}
+
+static void test_cache_unreadable_folder(void **state)
+{
+    char dir[] = "/tmp/normjit-test-unreadable-XXXXXX", folder[PATH_MAX];
+    cache_fixture f;
+    int drop = geteuid() == 0, status;
+    pid_t pid;
+    (void)state;
+    assert_non_null(mkdtemp(dir));
+    memset(&f.cap, 0, sizeof f.cap);
+    nj_logger_init(&f.log, capture_log, &f.cap, NORMJIT_LOG_WARN);
+    snprintf(f.root, sizeof f.root, "%s/cache", dir);
+    assert_int_equal(nj_disk_cache_open(f.root, &f.log, &f.cache), NORMJIT_OK);
+    assert_int_equal(store(&f, D1), NORMJIT_OK);
+    nj_disk_cache_close(f.cache);
+    if (drop) {
+        print_message("note: running as root: the check runs as user 65534\n");
+        assert_int_equal(chmod(dir, 0711), 0);
+        assert_int_equal(nftw(f.root, chown_entry, 16, FTW_PHYS), 0);
+    }
+    folder_at(f.root, 2, folder, sizeof folder);
+    assert_int_equal(chmod(folder, 0), 0);
+
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0)
+        _exit(unreadable_folder_child(f.root, folder, drop));
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_int_equal(chmod(folder, 0700), 0);
+    assert_true(WIFEXITED(status));
+    if (WEXITSTATUS(status) != 0)
+        fail_msg("unreadable folder check %d failed (see unreadable_folder_child)",
+                 WEXITSTATUS(status));
+    assert_int_equal(njc_files_under(f.root), 1);
+    assert_int_equal(nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS), 0);
 }
 
 static void test_cache_resolve(void **state)
@@ -809,6 +1156,10 @@ int main(void)
         cmocka_unit_test(test_cache_injected_failures),
         cmocka_unit_test(test_cache_short_writes),
         cmocka_unit_test(test_cache_resolve),
+        cmocka_unit_test(test_cache_hostile_entry_kinds),
+        cmocka_unit_test(test_cache_hostile_folders),
+        cmocka_unit_test(test_cache_unusable_roots),
+        cmocka_unit_test(test_cache_unreadable_folder),
     };
     /* The cache must never fall back to the user's own directory here. */
     setenv("NORMJIT_CACHE_DIR", "/nonexistent/normjit-test-must-not-be-used", 1);

@@ -49,9 +49,11 @@ static void test_int_list(void **state)
         {U64_MAX_TEXT, 1, INT64_MAX, 8, -1, {0}, "is outside"},
         {"", 1, 10, 8, -1, {0}, "empty list"},
         {NULL, 1, 10, 8, -1, {0}, "empty list"},
-        {"1,,2", 1, 10, 8, -1, {0}, "'' is not a number"},
-        {"1,2,", 1, 10, 8, -1, {0}, "'' is not a number"},
-        {",1", 1, 10, 8, -1, {0}, "'' is not a number"},
+        {"1,,2", 1, 10, 8, -1, {0}, "empty item in the list '1,,2'"},
+        {"1,2,", 1, 10, 8, -1, {0}, "empty item in the list '1,2,'"},
+        {",1", 1, 10, 8, -1, {0}, "empty item in the list ',1'"},
+        {"4096,", 1, 1 << 24, 8, -1, {0}, "empty item in the list '4096,'"},
+        {",", 1, 1 << 24, 8, -1, {0}, "empty item in the list ','"},
         {"-1", 1, 10, 8, -1, {0}, "'-1' is not a number"},
         {"+1", 1, 10, 8, -1, {0}, "'+1' is not a number"},
         {" 1", 1, 10, 8, -1, {0}, "' 1' is not a number"},
@@ -92,8 +94,9 @@ static void test_name_list(void **state)
         {NULL, nj_dtype_parse, "dtype", 2, -1, {0}, "empty dtype list"},
         {"softmax", nj_op_parse, "op", 2, -1, {0}, "unknown op 'softmax'"},
         {"RMSNORM", nj_op_parse, "op", 2, -1, {0}, "unknown op 'RMSNORM'"},
-        {"rmsnorm,", nj_op_parse, "op", 2, -1, {0}, "bad op ''"},
-        {",rmsnorm", nj_op_parse, "op", 2, -1, {0}, "bad op ''"},
+        {"rmsnorm,", nj_op_parse, "op", 2, -1, {0}, "empty item in the op list 'rmsnorm,'"},
+        {",rmsnorm", nj_op_parse, "op", 2, -1, {0}, "empty item in the op list ',rmsnorm'"},
+        {",", nj_dtype_parse, "dtype", 2, -1, {0}, "empty item in the dtype list ','"},
         {"rmsnorm,layernorm,rmsnorm", nj_op_parse, "op", 2, -1, {0}, "more than 2 op values"},
         {"fp16", nj_dtype_parse, "dtype", 3, -1, {0}, "unknown dtype 'fp16'"},
         {"f16 ", nj_dtype_parse, "dtype", 3, -1, {0}, "unknown dtype 'f16 '"},
@@ -130,8 +133,16 @@ static void test_size(void **state)
         {"1KiB", 1024, NULL},
         {"4MiB", 4ull << 20, NULL},
         {"1KB", 1024, NULL},
-        {"1Kb", 1024, NULL},
         {"1Ki", 1024, NULL},
+        {"512B", 512, NULL},
+        {"0B", 0, NULL},
+        {"2GB", 2ull << 30, NULL},
+        {"2GiB", 2ull << 30, NULL},
+        {"1Kb", 0, "'b' means bits"},
+        {"2Gb", 0, "'b' means bits"},
+        {"512b", 0, "'b' means bits"},
+        {"1BB", 0, "is not a size"},
+        {"1iB", 0, "unknown size suffix"},
         {"16777215T", 16777215ull << 40, NULL},
         {U64_MAX_TEXT, UINT64_MAX, NULL},
         {"16777216T", 0, "is too large"},
@@ -144,7 +155,6 @@ static void test_size(void **state)
         {"1.5G", 0, "unknown size suffix"},
         {"1 K", 0, "unknown size suffix"},
         {"1X", 0, "unknown size suffix"},
-        {"1iB", 0, "unknown size suffix"},
         {"1KX", 0, "is not a size"},
         {"1KiBB", 0, "is not a size"},
         {"1KIB", 0, "is not a size"},
@@ -192,6 +202,12 @@ static void test_arch(void **state)
         {"SM_90", 0, "is not an architecture"},
         {"sm_-90", 0, "is not an architecture"},
         {"AUTO", 0, "is not an architecture"},
+        /* A compute capability has no prefix: these are no architecture, not sm_900 / sm_999. */
+        {"sm_90.0", 0, "'sm_90.0' is not an architecture"},
+        {"sm_99.9", 0, "'sm_99.9' is not an architecture"},
+        {"compute_9.0", 0, "is not an architecture"},
+        {"99.9", 999, NULL},
+        {"100.0", 0, "is not an architecture"},
     };
     size_t i;
     (void)state;
@@ -202,6 +218,62 @@ static void test_arch(void **state)
         expect_result("nj_parse_arch", cases[i].s, rc == 0, err, cases[i].err);
         if (!cases[i].err)
             assert_int_equal(out, cases[i].value);
+    }
+}
+
+static void test_arch_list(void **state)
+{
+    static const struct {
+        const char *s;
+        int n;
+        int values[3];
+        const char *err;
+    } cases[] = {
+        {"sm_80,sm_90", 2, {80, 90}, NULL},
+        {"sm_90", 1, {90}, NULL},
+        {"auto", 1, {0}, NULL},
+        {"9.0,compute_100,sm_80", 3, {90, 100, 80}, NULL},
+        {"sm_80,sm_90,sm_100,sm_120", -1, {0}, "more than 3 architectures"},
+        {"", -1, {0}, "empty list"},
+        {NULL, -1, {0}, "empty list"},
+        {"sm_80,", -1, {0}, "empty item in the list 'sm_80,'"},
+        {",", -1, {0}, "empty item in the list ','"},
+        {"sm_80,sm_90.0", -1, {0}, "'sm_90.0' is not an architecture"},
+        {"sm_80,sm_9000000000000000000000000000000000", -1, {0}, "is not an architecture"},
+    };
+    size_t i;
+    (void)state;
+    for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int out[3] = {0};
+        char err[256] = "";
+        int n = nj_parse_arch_list(cases[i].s, out, 3, err, sizeof err);
+        expect_result("nj_parse_arch_list", cases[i].s, n >= 0, err, cases[i].err);
+        assert_int_equal(n, cases[i].n);
+        if (n > 0)
+            assert_memory_equal(out, cases[i].values, (size_t)n * sizeof out[0]);
+    }
+}
+
+/* getopt's two complaints, as every command reports them. */
+static void test_option_problem(void **state)
+{
+    static const struct {
+        int c, optopt;
+        const char *word, *expect;
+    } cases[] = {
+        {':', 'c', "--cache-dir", "option '--cache-dir' needs a value"},
+        {':', 'j', "-j", "option '-j' needs a value"},
+        {'?', 0, "--bogus", "unknown option '--bogus'"},
+        {'?', 0, "--bogus=1", "unknown option '--bogus'"},
+        {'?', 'z', "-qz", "unknown option '-z'"},
+        {'?', 'z', "warm", "unknown option '-z'"}, /* inside a group, optind not yet past it */
+    };
+    size_t i;
+    (void)state;
+    for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char err[128];
+        nj_parse_option_problem(cases[i].c, cases[i].optopt, cases[i].word, err, sizeof err);
+        assert_string_equal(err, cases[i].expect);
     }
 }
 
@@ -259,6 +331,8 @@ int main(void)
         cmocka_unit_test(test_name_list),
         cmocka_unit_test(test_size),
         cmocka_unit_test(test_arch),
+        cmocka_unit_test(test_arch_list),
+        cmocka_unit_test(test_option_problem),
         cmocka_unit_test(test_shape),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

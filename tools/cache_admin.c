@@ -4,6 +4,7 @@
 #include "cache_key.h"
 #include "cache_scan.h"
 #include "disk_cache.h"
+#include "files.h"
 #include "hash.h"
 #include "variant.h"
 
@@ -201,30 +202,49 @@ static int set_problem(nj_admin_file *f, const char *problem, const char *fmt, .
     return f->state;
 }
 
+/* GONE: the entry was removed by someone else after the walk saw it. */
+static int set_gone(nj_admin_file *f)
+{
+    f->state = NJ_ADMIN_GONE;
+    f->problem = NULL;
+    f->detail[0] = '\0';
+    return f->state;
+}
+
 /*
- * Open an entry for reading without following a link or blocking on a FIFO,
- * and check that it is a regular file this user may trust. Returns the fd,
- * or -1 with the problem recorded in f.
+ * Open an entry for reading as the library does (nj_file_open: no link
+ * followed, no blocking, a regular file no larger than any entry) and check
+ * that this user may trust it. Returns the fd, or -1 with f->state set
+ * (CORRUPT with the problem, or GONE).
  */
 static int open_entry(nj_admin_file *f)
 {
+    nj_file_error e;
     struct stat st;
-    int fd = open(f->path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-    if (fd < 0) {
-        set_problem(f, "cannot be opened", "%s", strerror(errno));
+    int fd;
+
+    if (!S_ISREG(f->st.st_mode)) {
+        set_problem(f, "not a regular file", "%s", nj_file_kind(f->st.st_mode));
         return -1;
     }
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        close(fd);
-        set_problem(f, "not a regular file", NULL);
+    fd = nj_file_open(AT_FDCWD, f->path, NJ_FILE_NOFOLLOW, NJ_ENTRY_MAX_FILE, &st, &e);
+    if (fd < 0) {
+        if (e.err == ENOENT)
+            set_gone(f);
+        else if (e.err == EFBIG)
+            set_problem(f, nj_entry_problem(NJ_ENTRY_BAD_LENGTH), "%s", e.text);
+        else if (e.err == 0)
+            set_problem(f, "not a regular file", "%s", e.text);
+        else {
+            set_problem(f, "cannot be opened", "%s", e.text);
+            f->unreadable = 1;
+        }
         return -1;
     }
     f->st = st; /* the file actually checked: nj_admin_remove compares against it */
     if (!nj_disk_trusted(&st)) {
         close(fd);
-        set_problem(f, "untrusted",
-                    st.st_uid != geteuid() ? "owned by another user"
-                                           : "writable by group or others");
+        set_problem(f, "untrusted", "%s", nj_disk_untrusted(&st));
         return -1;
     }
     return fd;
@@ -276,13 +296,14 @@ int nj_admin_verify(nj_admin_file *f)
 {
     nj_buf file = {0};
     nj_entry_view view;
+    nj_file_error e;
     char digest[33];
     int fd, result;
-    uint64_t size;
 
     f->problem = NULL;
     f->detail[0] = '\0';
-    if (f->state == NJ_ADMIN_TEMP)
+    f->unreadable = 0;
+    if (f->state == NJ_ADMIN_TEMP || f->state == NJ_ADMIN_GONE)
         return f->state;
     if (f->schema != NJ_CACHE_SCHEMA) {
         f->state = NJ_ADMIN_STALE;
@@ -290,20 +311,16 @@ int nj_admin_verify(nj_admin_file *f)
     }
     if ((fd = open_entry(f)) < 0)
         return f->state;
-    size = (uint64_t)f->st.st_size;
-    if (size > NJ_ENTRY_HEADER_SIZE + (uint64_t)NJ_ENTRY_MAX_KEY + NJ_ENTRY_MAX_PAYLOAD) {
-        close(fd);
-        return set_problem(f, nj_entry_problem(NJ_ENTRY_BAD_LENGTH), "%llu bytes",
-                           (unsigned long long)size);
-    }
-    if (!nj_buf_reserve(&file, (size_t)size) || !read_at(fd, file.data, (size_t)size, 0)) {
-        int oom = file.oom;
+    if (nj_file_read_fd(fd, NJ_ENTRY_MAX_FILE, &file, &e) != 0) {
         close(fd);
         nj_buf_free(&file);
-        return set_problem(f, "cannot be read", "%s", oom ? "out of memory" : strerror(errno));
+        if (e.err == EFBIG)
+            return set_problem(f, nj_entry_problem(NJ_ENTRY_BAD_LENGTH), "%s", e.text);
+        set_problem(f, "cannot be read", "%s", e.text);
+        f->unreadable = 1;
+        return f->state;
     }
     close(fd);
-    file.len = (size_t)size;
     result = nj_entry_parse(file.data, file.len, NULL, 0, &view);
     if (result != NJ_ENTRY_OK) {
         nj_buf_free(&file);
@@ -333,6 +350,12 @@ int nj_admin_verify(nj_admin_file *f)
     return f->state;
 }
 
+static int remove_failed(nj_admin_file *f, int err)
+{
+    f->remove_errno = errno = err;
+    return -1;
+}
+
 int nj_admin_remove(nj_admin_file *f)
 {
     struct stat st;
@@ -340,16 +363,15 @@ int nj_admin_remove(nj_admin_file *f)
         return 0;
     if (lstat(f->path, &st) != 0) {
         if (errno != ENOENT)
-            return -1;
+            return remove_failed(f, errno);
         f->removed = 1;
         return 0;
     }
-    if (st.st_dev != f->st.st_dev || st.st_ino != f->st.st_ino) {
-        errno = EBUSY; /* replaced since it was looked at: not the file we judged */
-        return -1;
-    }
-    if (unlink(f->path) != 0 && errno != ENOENT)
-        return -1;
+    if (st.st_dev != f->st.st_dev || st.st_ino != f->st.st_ino)
+        return remove_failed(f, EBUSY); /* replaced since it was looked at: not the file judged */
+    /* A folder with an entry's name goes only when empty: what is in it is not known. */
+    if ((S_ISDIR(st.st_mode) ? rmdir(f->path) : unlink(f->path)) != 0 && errno != ENOENT)
+        return remove_failed(f, errno);
     f->removed = 1;
     return 0;
 }
@@ -358,28 +380,15 @@ int nj_admin_remove(nj_admin_file *f)
 
 int nj_admin_check_root(const char *root, int *exists, char *why, size_t why_size)
 {
-    struct stat st;
-    *exists = 0;
-    if (stat(root, &st) != 0) {
-        if (errno == ENOENT)
-            return 0;
-        snprintf(why, why_size, "cannot use %s: %s", root, strerror(errno));
-        return -1;
-    }
-    if (!S_ISDIR(st.st_mode)) {
-        snprintf(why, why_size, "%s is not a directory", root);
-        return -1;
-    }
-    *exists = 1;
-    if (!nj_disk_trusted(&st)) {
-        snprintf(why, why_size,
-                 "%s is %s; the library does not use it and this command does not touch it "
-                 "(make it yours with mode 0700)",
-                 root,
-                 st.st_uid != geteuid() ? "owned by another user" : "writable by group or others");
-        return -1;
-    }
-    return 0;
+    struct stat lst;
+    int r = nj_disk_root_check(root, why, why_size);
+    *exists = r != NJ_ROOT_MISSING || lstat(root, &lst) == 0;
+    if (r != NJ_ROOT_REFUSED)
+        return 0;
+    snprintf(why + strlen(why), why_size - strlen(why),
+             "; the library does not use it and this command does not touch it (make it a "
+             "directory of yours with mode 0700)");
+    return -1;
 }
 
 /* The n-th path component from the end ("a/b/c", 1 -> "b") into out; "" when too long. */
@@ -417,6 +426,7 @@ static int is_hex_digest(const char *s, size_t len)
 struct collect {
     nj_admin_listing *l;
     int headers;
+    int oom; /* a problem could not be recorded */
 };
 
 static int collect_one(const nj_cache_file *cf, void *user)
@@ -467,22 +477,54 @@ static int collect_one(const nj_cache_file *cf, void *user)
     return 0;
 }
 
+static void collect_problem(const char *path, const char *why, void *user)
+{
+    struct collect *c = user;
+    nj_admin_listing *l = c->l;
+    nj_admin_problem *p;
+    if (c->oom)
+        return;
+    if (l->n_problems == l->cap_problems) {
+        size_t cap = l->cap_problems ? l->cap_problems * 2 : 8;
+        nj_admin_problem *problems = realloc(l->problems, cap * sizeof *problems);
+        if (!problems) {
+            c->oom = 1;
+            return;
+        }
+        l->problems = problems;
+        l->cap_problems = cap;
+    }
+    p = &l->problems[l->n_problems];
+    if (!(p->path = strdup(path))) {
+        c->oom = 1;
+        return;
+    }
+    snprintf(p->why, sizeof p->why, "%s", why);
+    l->n_problems++;
+}
+
 void nj_admin_listing_free(nj_admin_listing *l)
 {
     size_t i;
     for (i = 0; i < l->n; i++)
         free(l->files[i].path);
+    for (i = 0; i < l->n_problems; i++)
+        free(l->problems[i].path);
     free(l->files);
-    l->files = NULL;
-    l->n = l->cap = 0;
+    free(l->problems);
+    memset(l, 0, sizeof *l);
 }
 
 int nj_admin_collect(const char *root, int headers, nj_admin_listing *out)
 {
-    struct collect c = {out, headers};
+    struct collect c = {out, headers, 0};
     int rc, saved;
     memset(out, 0, sizeof *out);
-    rc = nj_cache_scan(root, collect_one, &c);
+    rc = nj_cache_walk(root, collect_one, collect_problem, &c);
+    if (rc == 0 && c.oom) {
+        rc = -1;
+        errno = ENOMEM;
+    }
     if (rc != 0) {
         saved = errno;
         nj_admin_listing_free(out);
@@ -536,24 +578,39 @@ size_t nj_admin_sweep(nj_admin_listing *l, time_t now, long max_age)
     size_t i, removed = 0;
     for (i = 0; i < l->n; i++) {
         nj_admin_file *f = &l->files[i];
+        long long age;
         if (f->state != NJ_ADMIN_TEMP || f->removed)
             continue;
-        if ((long long)now - (long long)f->st.st_mtim.tv_sec > max_age &&
-            nj_admin_remove(f) == 0)
+        age = (long long)now - (long long)f->st.st_mtim.tv_sec;
+        if ((age > max_age || age < -max_age) && nj_admin_remove(f) == 0)
             removed++;
     }
     return removed;
 }
 
 struct use {
+    int corrupt;
     struct timespec mtime;
     const char *path;
     size_t index;
 };
 
+/* Bytes a file holds as an entry: a FIFO or a folder with an entry's name holds none. */
+static uint64_t entry_bytes(const nj_admin_file *f)
+{
+    return S_ISREG(f->st.st_mode) ? (uint64_t)f->st.st_size : 0;
+}
+
+static int counts_as_entry(const nj_admin_file *f)
+{
+    return f->state != NJ_ADMIN_TEMP && f->state != NJ_ADMIN_GONE && !f->removed;
+}
+
 static int by_use(const void *pa, const void *pb)
 {
     const struct use *a = pa, *b = pb;
+    if (a->corrupt != b->corrupt)
+        return a->corrupt ? -1 : 1; /* corrupt entries are of no use: first to go */
     if (a->mtime.tv_sec != b->mtime.tv_sec)
         return a->mtime.tv_sec < b->mtime.tv_sec ? -1 : 1;
     if (a->mtime.tv_nsec != b->mtime.tv_nsec)
@@ -570,18 +627,19 @@ size_t nj_admin_prune_plan(const nj_admin_listing *l, uint64_t max_bytes, size_t
         return 0;
     for (i = 0; i < l->n; i++) {
         const nj_admin_file *f = &l->files[i];
-        if (f->state == NJ_ADMIN_TEMP || f->removed)
+        if (!counts_as_entry(f))
             continue;
+        use[n].corrupt = f->state == NJ_ADMIN_CORRUPT;
         use[n].mtime = f->st.st_mtim;
         use[n].path = f->path;
         use[n].index = i;
         n++;
-        total += (uint64_t)f->st.st_size;
+        total += entry_bytes(f);
     }
     qsort(use, n, sizeof *use, by_use);
     for (k = 0; k < n && total > max_bytes; k++) {
         order[k] = use[k].index;
-        total -= (uint64_t)l->files[use[k].index].st.st_size;
+        total -= entry_bytes(&l->files[use[k].index]);
     }
     free(use);
     return k;
@@ -593,10 +651,10 @@ size_t nj_admin_entry_bytes(const nj_admin_listing *l, uint64_t *bytes)
     *bytes = 0;
     for (i = 0; i < l->n; i++) {
         const nj_admin_file *f = &l->files[i];
-        if (f->state == NJ_ADMIN_TEMP || f->removed)
+        if (!counts_as_entry(f))
             continue;
         n++;
-        *bytes += (uint64_t)f->st.st_size;
+        *bytes += entry_bytes(f);
     }
     return n;
 }
@@ -654,6 +712,8 @@ void nj_admin_clear(const char *root, nj_admin_listing *l, size_t *entries, size
     *entries = *temps = 0;
     for (i = 0; i < l->n; i++) {
         nj_admin_file *f = &l->files[i];
+        if (f->state == NJ_ADMIN_GONE)
+            f->removed = 1; /* someone else's removal: not counted */
         if (f->removed || nj_admin_remove(f) != 0)
             continue;
         if (f->state == NJ_ADMIN_TEMP)

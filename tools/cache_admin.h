@@ -6,8 +6,12 @@
  *
  * Nothing here trusts an entry: headers are checked against the file size,
  * the key text is parsed with bounds and only known names are accepted, and
- * only normjit cache files (*.njc and *.njc.tmp.* inside v<N>/<target>/<xx>/,
- * regular files, no symlinks followed) are ever removed.
+ * only files with normjit's names (*.njc and *.njc.tmp.* inside
+ * v<N>/<target>/<xx>/) are ever removed: a link or a FIFO with such a name is
+ * removed itself (never what a link points at), a folder only when empty.
+ * The tree is walked with the library's rules (cache_scan.h); what the walk
+ * refuses or cannot read is kept in the listing's problems, and an entry
+ * removed by someone else meanwhile is GONE, not corrupt.
  */
 #ifndef NJ_CACHE_ADMIN_H
 #define NJ_CACHE_ADMIN_H
@@ -17,7 +21,11 @@
 #include <sys/stat.h>
 #include <time.h>
 
-/* Temporary files older than this (by mtime) belong to a writer that died. */
+/*
+ * Temporary files whose mtime is further than this from now belong to a
+ * writer that died (older), or carry a date no writer at work gives them
+ * (in the future).
+ */
 #define NJ_ADMIN_TEMP_MAX_AGE 3600
 
 /* What the key text of an entry says, parsed with bounds ("?" / 0 when absent). */
@@ -43,7 +51,8 @@ enum {
     NJ_ADMIN_OK = 0,  /* entry of this schema whose check passed */
     NJ_ADMIN_CORRUPT, /* entry of this schema that the library would not load */
     NJ_ADMIN_STALE,   /* entry in another schema's folder (v1/ ...) */
-    NJ_ADMIN_TEMP     /* a writer's temporary file */
+    NJ_ADMIN_TEMP,    /* a writer's temporary file */
+    NJ_ADMIN_GONE     /* removed by someone else between the walk and the check */
 };
 
 typedef struct nj_admin_file {
@@ -56,18 +65,29 @@ typedef struct nj_admin_file {
     const char *problem; /* why CORRUPT, else NULL (static text) */
     char detail[96];   /* more about the problem, may be "" */
     nj_key_info key;   /* valid when key.has_variant */
-    struct stat st;
+    struct stat st;    /* lstat at the walk, then fstat of the file checked */
+    int unreadable;    /* CORRUPT because it could not be opened or read (EACCES, EIO) */
     int removed;       /* set by the removing functions */
+    int remove_errno;  /* why the last nj_admin_remove failed */
 } nj_admin_file;
+
+/* Something the walk refused or could not read (a folder link, an unreadable folder). */
+typedef struct nj_admin_problem {
+    char *path;
+    char why[128];
+} nj_admin_problem;
 
 typedef struct nj_admin_listing {
     nj_admin_file *files; /* entries and temporary files, in directory order until sorted */
     size_t n, cap;
+    nj_admin_problem *problems;
+    size_t n_problems, cap_problems;
 } nj_admin_listing;
 
 /*
- * Check the cache root: 0 when it is usable (trusted; *exists says whether
- * it exists at all), -1 when it is not, with the reason in `why`.
+ * Check the cache root with the library's rule (nj_disk_root_check): 0 when
+ * it is usable (trusted; *exists says whether it exists at all), -1 when it
+ * is not, with the reason in `why`.
  */
 int nj_admin_check_root(const char *root, int *exists, char *why, size_t why_size);
 
@@ -76,8 +96,10 @@ int nj_admin_check_root(const char *root, int *exists, char *why, size_t why_siz
  * each). With `headers`, each current-schema entry's header and key are read
  * and checked (not the payload): state OK with key info, or CORRUPT with the
  * problem; without, such entries are OK until nj_admin_verify says otherwise.
- * Entries of other schemas are STALE, temporary files TEMP. A missing root
- * gives an empty listing. 0 on success, -1 with errno.
+ * Entries of other schemas are STALE, temporary files TEMP, entries removed
+ * meanwhile GONE; anything with an entry's name that is not a regular file
+ * is CORRUPT. Folders the walk refuses or cannot read go to out->problems. A
+ * missing root gives an empty listing. 0 on success, -1 with errno.
  */
 int nj_admin_collect(const char *root, int headers, nj_admin_listing *out);
 void nj_admin_listing_free(nj_admin_listing *l);
@@ -96,23 +118,25 @@ void nj_admin_sort(nj_admin_listing *l);
 int nj_admin_verify(nj_admin_file *f);
 
 /*
- * Remove one file, unless the path now names another file than the one
- * collected (a writer replaced it meanwhile). 0 on success (or already
- * gone), -1 with errno.
+ * Remove one file (a folder with an entry's name only when empty), unless
+ * the path now names another file than the one collected (a writer replaced
+ * it meanwhile). 0 on success (or already gone), -1 with errno, also kept in
+ * f->remove_errno.
  */
 int nj_admin_remove(nj_admin_file *f);
 
 /*
  * Remove the temporary files whose mtime is more than `max_age` seconds
- * before `now`. Returns how many were removed.
+ * before or after `now`. Returns how many were removed.
  */
 size_t nj_admin_sweep(nj_admin_listing *l, time_t now, long max_age);
 
 /*
- * Least recently used first (by mtime, oldest first; ties by path): fill
- * `order` (room for l->n) with the indexes of the entries (not temporary
- * files, not already removed) to remove so that the remaining entries total
- * at most `max_bytes`. Returns how many (0 also when out of memory).
+ * Corrupt entries first, then the least recently used (by mtime, oldest
+ * first; ties by path): fill `order` (room for l->n) with the indexes of the
+ * entries (not temporary files, not gone or removed) to remove so that the
+ * remaining entries total at most `max_bytes`. Returns how many (0 also when
+ * out of memory).
  */
 size_t nj_admin_prune_plan(const nj_admin_listing *l, uint64_t max_bytes, size_t *order);
 
@@ -120,7 +144,7 @@ size_t nj_admin_prune_plan(const nj_admin_listing *l, uint64_t max_bytes, size_t
 void nj_admin_clear(const char *root, nj_admin_listing *l, size_t *entries, size_t *temps,
                     size_t *folders);
 
-/* Entries (not temporary, not removed) and their total size. */
+/* Entries (not temporary, not gone or removed) and their total size (regular files only). */
 size_t nj_admin_entry_bytes(const nj_admin_listing *l, uint64_t *bytes);
 
 /* "512 B", "24.1 KiB", "3.0 MiB". */

@@ -1,11 +1,15 @@
 #include "cache_scan.h"
 
+#include "disk_cache.h"
+
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static int is_dot(const char *name)
 {
@@ -18,89 +22,166 @@ static int has_suffix(const char *s, const char *suffix)
     return ls > lx && !strcmp(s + ls - lx, suffix);
 }
 
-/* Directory entries of `dir` that are directories themselves (by lstat: no symlinks followed). */
-static int each_subdir(const char *dir, int (*fn)(const char *path, const char *name, void *u),
-                       void *u)
+/* A run of digits, whole and not empty. */
+static int all_digits(const char *s)
 {
-    DIR *d = opendir(dir);
-    struct dirent *de;
-    int rc = 0;
-    if (!d)
-        return errno == ENOENT ? 0 : -1;
-    while (!rc && (de = readdir(d)) != NULL) {
-        char path[PATH_MAX];
-        struct stat st;
-        if (is_dot(de->d_name))
-            continue;
-        if (snprintf(path, sizeof path, "%s/%s", dir, de->d_name) >= (int)sizeof path)
-            continue;
-        if (lstat(path, &st) == 0 && S_ISDIR(st.st_mode))
-            rc = fn(path, de->d_name, u);
+    if (!*s)
+        return 0;
+    for (; *s; s++)
+        if (*s < '0' || *s > '9')
+            return 0;
+    return 1;
+}
+
+int nj_cache_layout_name(const char *name, int depth)
+{
+    switch (depth) {
+    case 0:
+        return name[0] == 'v' && all_digits(name + 1);
+    case 1:
+        return (!strncmp(name, "sm_", 3) && all_digits(name + 3)) ||
+               (!strncmp(name, "compute_", 8) && all_digits(name + 8));
+    case 2:
+        return strlen(name) == 2 && strspn(name, "0123456789abcdef") == 2;
+    default:
+        return 0;
     }
-    closedir(d);
-    return rc;
 }
 
 struct walk {
     nj_cache_visit_fn fn;
+    nj_cache_problem_fn problem;
     void *user;
     int schema;
     const char *target;
 };
 
-static int visit_bucket(const char *path, const char *name, void *u)
+static void report(struct walk *w, const char *path, const char *why)
 {
-    struct walk *w = u;
-    DIR *d = opendir(path);
+    if (w->problem)
+        w->problem(path, why, w->user);
+}
+
+/* "cannot be read: <errno's text>" */
+static void report_errno(struct walk *w, const char *path, int err)
+{
+    char why[128];
+    snprintf(why, sizeof why, "cannot be read: %s", strerror(err));
+    report(w, path, why);
+}
+
+/* Open a folder already checked by lstat, without following a link swapped in since. */
+static DIR *open_folder(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    DIR *d;
+    if (fd < 0)
+        return NULL;
+    if (!(d = fdopendir(fd))) {
+        int err = errno;
+        close(fd);
+        errno = err;
+    }
+    return d;
+}
+
+static int visit_files(struct walk *w, DIR *d, const char *dir)
+{
     struct dirent *de;
     int rc = 0;
-    (void)name;
-    if (!d)
-        return 0;
     while (!rc && (de = readdir(d)) != NULL) {
-        char file[PATH_MAX];
+        char path[PATH_MAX];
         nj_cache_file f;
         if (is_dot(de->d_name))
             continue;
-        if (snprintf(file, sizeof file, "%s/%s", path, de->d_name) >= (int)sizeof file)
-            continue;
-        if (lstat(file, &f.st) != 0 || !S_ISREG(f.st.st_mode))
-            continue;
         f.is_temp = strstr(de->d_name, ".njc.tmp.") != NULL;
         if (!f.is_temp && !has_suffix(de->d_name, ".njc"))
+            continue; /* not a name the library writes */
+        if (snprintf(path, sizeof path, "%s/%s", dir, de->d_name) >= (int)sizeof path) {
+            report(w, dir, "holds a name too long to handle");
             continue;
-        f.path = file;
+        }
+        if (lstat(path, &f.st) != 0) {
+            if (errno != ENOENT) /* ENOENT: removed since the folder was read */
+                report_errno(w, path, errno);
+            continue;
+        }
+        f.path = path;
         f.target = w->target;
         f.schema = w->schema;
         rc = w->fn(&f, w->user);
+    }
+    return rc;
+}
+
+/*
+ * The folders inside `dir` at `depth` (0: v<N>, 1: targets, 2: buckets).
+ * Folders the library would use are checked by its rule; other names are
+ * walked when they are plain folders of this user (their entries are
+ * misplaced, which 'verify' says), and otherwise left alone as not normjit's.
+ */
+static int visit_folders(struct walk *w, const char *dir, int depth)
+{
+    DIR *d = depth == 0 ? opendir(dir) : open_folder(dir);
+    struct dirent *de;
+    int rc = 0;
+
+    if (!d) {
+        if (errno == ENOENT)
+            return 0; /* gone, or a missing root: nothing to see */
+        if (depth == 0)
+            return -1;
+        report_errno(w, dir, errno);
+        return 0;
+    }
+    if (depth == 3) {
+        rc = visit_files(w, d, dir);
+        closedir(d);
+        return rc;
+    }
+    while (!rc && (de = readdir(d)) != NULL) {
+        char path[PATH_MAX];
+        const char *problem;
+        int layout = nj_cache_layout_name(de->d_name, depth);
+        struct stat st;
+        if (is_dot(de->d_name) || (depth == 0 && !layout))
+            continue; /* at the top, only v<N> folders are the cache's */
+        if (snprintf(path, sizeof path, "%s/%s", dir, de->d_name) >= (int)sizeof path) {
+            report(w, dir, "holds a name too long to handle");
+            continue;
+        }
+        if (lstat(path, &st) != 0) {
+            if (errno != ENOENT)
+                report_errno(w, path, errno);
+            continue;
+        }
+        if ((problem = nj_disk_folder_problem(&st)) != NULL) {
+            char why[160];
+            snprintf(why, sizeof why, "is %s", problem);
+            if (layout)
+                report(w, path, why);
+            continue;
+        }
+        if (depth == 0) {
+            long schema = strtol(de->d_name + 1, NULL, 10); /* LONG_MAX when too long */
+            w->schema = schema > INT_MAX ? INT_MAX : (int)schema;
+        }
+        if (depth == 1)
+            w->target = de->d_name;
+        rc = visit_folders(w, path, depth + 1);
     }
     closedir(d);
     return rc;
 }
 
-static int visit_target(const char *path, const char *name, void *u)
+int nj_cache_walk(const char *root, nj_cache_visit_fn fn, nj_cache_problem_fn problem,
+                  void *user)
 {
-    struct walk *w = u;
-    w->target = name;
-    return each_subdir(path, visit_bucket, w);
-}
-
-static int visit_schema(const char *path, const char *name, void *u)
-{
-    struct walk *w = u;
-    char *end;
-    long schema;
-    if (name[0] != 'v')
-        return 0;
-    schema = strtol(name + 1, &end, 10);
-    if (*end || schema <= 0)
-        return 0;
-    w->schema = (int)schema;
-    return each_subdir(path, visit_target, w);
+    struct walk w = {fn, problem, user, 0, NULL};
+    return visit_folders(&w, root, 0);
 }
 
 int nj_cache_scan(const char *root, nj_cache_visit_fn fn, void *user)
 {
-    struct walk w = {fn, user, 0, NULL};
-    return each_subdir(root, visit_schema, &w);
+    return nj_cache_walk(root, fn, NULL, user);
 }

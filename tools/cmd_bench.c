@@ -240,7 +240,8 @@ int nj_cmd_bench(int argc, char **argv)
 
     memset(&out, 0, sizeof out);
     optind = 1;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
         switch (c) {
         case 's':
             if (n_shapes == MAX_SHAPES)
@@ -294,7 +295,8 @@ int nj_cmd_bench(int argc, char **argv)
             fputs(help, stdout);
             return NJ_EXIT_OK;
         default:
-            return nj_usage_error("bench", "unknown option");
+            nj_parse_option_problem(c, optopt, argv[optind - 1], err, sizeof err);
+            return nj_usage_error("bench", "%s", err);
         }
     }
     if (optind < argc)

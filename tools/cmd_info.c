@@ -4,9 +4,12 @@
 #include "disk_cache.h"
 #include "driver_extra.h"
 #include "json.h"
+#include "parse.h"
 #include "templates.h"
 #include "tool.h"
 
+#include <errno.h>
+#include <limits.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,7 +55,7 @@ struct info {
     enum cache_state cache;
     char *cache_root;
     char cache_error[ERROR_LEN]; /* CACHE_UNRESOLVED: why; CACHE_REFUSED: the reason */
-    long entries, temps;
+    long entries, temps, problems; /* problems: folders 'normjit cache' would not enter */
     unsigned long long bytes;
     int writable;
 };
@@ -69,9 +72,16 @@ static int count_entry(const nj_cache_file *f, void *user)
         in->temps++;
     } else {
         in->entries++;
-        in->bytes += (unsigned long long)f->st.st_size;
+        if (S_ISREG(f->st.st_mode))
+            in->bytes += (unsigned long long)f->st.st_size;
     }
     return 0;
+}
+
+static void count_problem(const char *path, const char *why, void *user)
+{
+    (void)path, (void)why;
+    ((struct info *)user)->problems++;
 }
 
 static void gather_nvrtc(struct info *in)
@@ -116,22 +126,26 @@ static void gather_driver(struct info *in)
     }
 }
 
+/* The cache root as the library judges it (nj_disk_root_check), and what 'normjit cache' sees. */
 static void gather_cache(struct info *in, const char *dir)
 {
-    struct stat st;
+    char why[PATH_MAX + 256];
+    int r;
     if (nj_disk_cache_resolve(dir, &in->cache_root) != NORMJIT_OK) {
         copy_last_error(in->cache_error);
         return;
     }
-    if (stat(in->cache_root, &st) != 0) {
+    r = nj_disk_root_check(in->cache_root, why, sizeof why);
+    if (r == NJ_ROOT_MISSING) {
         in->cache = CACHE_NOT_CREATED;
-    } else if (!nj_disk_trusted(&st)) {
+    } else if (r == NJ_ROOT_REFUSED) {
         in->cache = CACHE_REFUSED;
-        snprintf(in->cache_error, ERROR_LEN, "%s",
-                 st.st_uid != geteuid() ? "owned by another user" : "writable by group or others");
+        snprintf(in->cache_error, ERROR_LEN, "%.500s", why);
+    } else if (nj_cache_walk(in->cache_root, count_entry, count_problem, in) != 0) {
+        in->cache = CACHE_REFUSED;
+        snprintf(in->cache_error, ERROR_LEN, "cannot be read: %s", strerror(errno));
     } else {
         in->cache = CACHE_READY;
-        nj_cache_scan(in->cache_root, count_entry, in);
         in->writable = access(in->cache_root, W_OK) == 0;
     }
 }
@@ -190,13 +204,16 @@ static void print_text(const struct info *in)
         printf("cache:    %s (not created yet)\n", in->cache_root);
         break;
     case CACHE_REFUSED:
-        printf("cache:    %s (refused: %s)\n", in->cache_root, in->cache_error);
+        printf("cache:    %s (not used: %s)\n", in->cache_root, in->cache_error);
         break;
     case CACHE_READY:
         printf("cache:    %s: %ld entr%s, %.1f MiB", in->cache_root, in->entries,
                in->entries == 1 ? "y" : "ies", (double)in->bytes / (1u << 20));
         if (in->temps)
             printf(", %ld temporary file%s", in->temps, in->temps == 1 ? "" : "s");
+        if (in->problems)
+            printf(", %ld folder%s not inspected (see 'normjit cache verify')", in->problems,
+                   in->problems == 1 ? "" : "s");
         printf("%s\n", in->writable ? "" : " (read-only)");
         break;
     }
@@ -264,8 +281,9 @@ static void print_json(const struct info *in)
     else if (in->cache == CACHE_REFUSED)
         json_field(", ", "reason", in->cache_error);
     else if (in->cache == CACHE_READY)
-        printf(", \"entries\": %ld, \"bytes\": %llu, \"temporary_files\": %ld, \"writable\": %s",
-               in->entries, in->bytes, in->temps, in->writable ? "true" : "false");
+        printf(", \"entries\": %ld, \"bytes\": %llu, \"temporary_files\": %ld, "
+               "\"folders_not_inspected\": %ld, \"writable\": %s",
+               in->entries, in->bytes, in->temps, in->problems, in->writable ? "true" : "false");
     printf("}\n}\n");
 }
 
@@ -277,10 +295,12 @@ int nj_cmd_info(int argc, char **argv)
                                          {NULL, 0, NULL, 0}};
     const char *cache_dir = NULL;
     struct info in;
+    char err[128];
     int c, json = 0;
 
     optind = 1;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
         switch (c) {
         case 'c':
             cache_dir = optarg;
@@ -292,7 +312,8 @@ int nj_cmd_info(int argc, char **argv)
             fputs(help, stdout);
             return NJ_EXIT_OK;
         default:
-            return nj_usage_error("info", "unknown option");
+            nj_parse_option_problem(c, optopt, argv[optind - 1], err, sizeof err);
+            return nj_usage_error("info", "%s", err);
         }
     }
     if (optind < argc)

@@ -659,7 +659,8 @@ int nj_cmd_tune(int argc, char **argv)
     t.iters = 10;
     t.n_threads = nj_cpu_count();
     optind = 1;
-    while ((c = getopt_long(argc, argv, "j:qh", opts, NULL)) != -1) {
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":j:qh", opts, NULL)) != -1) {
         switch (c) {
         case 'o':
             if ((n_ops = nj_parse_name_list(optarg, nj_op_parse, "op", ops, 8, err,
@@ -721,7 +722,8 @@ int nj_cmd_tune(int argc, char **argv)
             fputs(help, stdout);
             return NJ_EXIT_OK;
         default:
-            return nj_usage_error("tune", "unknown option");
+            nj_parse_option_problem(c, optopt, argv[optind - 1], err, sizeof err);
+            return nj_usage_error("tune", "%s", err);
         }
     }
     if (optind < argc)

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #define MAX_ITEMS 64
+#define MAX_ARCHS 16
 
 static const char help[] =
     "usage: normjit warm [options]\n"
@@ -20,7 +21,8 @@ static const char help[] =
     "size into the disk cache, so that later runs load them instead of\n"
     "compiling. With --arch sm_XX no GPU or driver is needed.\n"
     "\n"
-    "  --arch ARCH        sm_80, sm_90, ... or auto (the first GPU; default)\n"
+    "  --arch LIST        sm_80,sm_90,... or auto (the first GPU; default); kernels\n"
+    "                     are compiled for each (the option may be repeated)\n"
     "  --op LIST          rmsnorm,layernorm (default: both)\n"
     "  --dtype LIST       f16,bf16,f32: input, output and weight dtype (default: f16,bf16)\n"
     "  --hidden LIST      hidden sizes (default: 2048,2880,3584,4096,5120,7168,8192)\n"
@@ -31,15 +33,20 @@ static const char help[] =
     "  -q, --quiet        print only the summary line\n"
     "\n"
     "A second identical warm compiles nothing. Exit status: 0 when every kernel\n"
-    "is in the cache, 1 when any failed, 2 on a usage error.\n";
+    "is in the cache, 1 when any failed to compile or could not be stored there\n"
+    "(each is named, and a warning says why), 2 on a usage error.\n";
 
 typedef struct job {
+    int arch; /* index into warm_state.archs */
     int op, dtype;
     int64_t hidden;
+    unsigned not_cached; /* kernels of this job compiled but not stored */
 } job;
 
 typedef struct warm_state {
-    normjit_ctx *ctx;
+    normjit_ctx *ctx[MAX_ARCHS];
+    int archs[MAX_ARCHS];
+    int n_archs;
     job *jobs;
     int n_jobs;
     int next;
@@ -52,33 +59,41 @@ typedef struct warm_state {
     pthread_mutex_t mu;
 } warm_state;
 
+/* "rmsnorm f16 hidden=4096", with " sm_80" when several architectures are warmed. */
+static void describe(const warm_state *w, const job *j, char *out, size_t size)
+{
+    int n = snprintf(out, size, "%s %s hidden=%lld", nj_op_name(j->op), nj_dtype_name(j->dtype),
+                     (long long)j->hidden);
+    if (w->n_archs > 1 && n > 0 && (size_t)n < size)
+        snprintf(out + n, size - (size_t)n, " sm_%d", w->archs[j->arch]);
+}
+
 static void progress(warm_state *w, const job *j, const normjit_prepare_stats *st, int status,
                      const char *error)
 {
+    char name[96];
     const char *what = status != NORMJIT_OK ? "FAILED"
                        : st->compiled       ? "compiled"
                        : st->from_disk      ? "cached"
                                             : "loaded";
+    describe(w, j, name, sizeof name);
     if (status != NORMJIT_OK) {
         if (w->tty)
             fprintf(stderr, "\r\033[K");
-        fprintf(stderr, "normjit warm: %s %s hidden=%lld: %s: %s\n", nj_op_name(j->op),
-                nj_dtype_name(j->dtype), (long long)j->hidden, normjit_status_name(status),
-                error);
+        fprintf(stderr, "normjit warm: %s: %s: %s\n", name, normjit_status_name(status), error);
     }
     if (w->quiet)
         return;
     if (w->tty) {
         int width = 30, filled = w->done * width / w->n_jobs;
-        fprintf(stderr, "\r\033[K[%.*s%*s] %d/%d %s %s hidden=%lld: %s", filled,
-                "##############################", width - filled, "", w->done, w->n_jobs,
-                nj_op_name(j->op), nj_dtype_name(j->dtype), (long long)j->hidden, what);
+        fprintf(stderr, "\r\033[K[%.*s%*s] %d/%d %s: %s", filled,
+                "##############################", width - filled, "", w->done, w->n_jobs, name,
+                what);
         if (w->done == w->n_jobs)
             fprintf(stderr, "\r\033[K");
         fflush(stderr);
     } else if (status == NORMJIT_OK) {
-        printf("%s %s hidden=%lld: %s\n", nj_op_name(j->op), nj_dtype_name(j->dtype),
-               (long long)j->hidden, what);
+        printf("%s: %s%s\n", name, what, st->not_cached ? ", NOT STORED in the disk cache" : "");
         fflush(stdout);
     }
 }
@@ -89,7 +104,7 @@ static void *worker(void *arg)
     for (;;) {
         normjit_prepare_args a;
         normjit_prepare_stats st = {sizeof st, 0, 0, 0, 0};
-        const job *j;
+        job *j;
         int status;
 
         pthread_mutex_lock(&w->mu);
@@ -107,15 +122,17 @@ static void *worker(void *arg)
         a.x_dtype = a.y_dtype = a.weight_dtype = j->dtype;
         a.hidden = &j->hidden;
         a.n_hidden = 1;
-        status = normjit_prepare(w->ctx, &a, &st);
+        status = normjit_prepare(w->ctx[j->arch], &a, &st);
 
         pthread_mutex_lock(&w->mu);
         w->done++;
         if (status != NORMJIT_OK)
             w->failed++;
+        j->not_cached = st.not_cached;
         w->total.compiled += st.compiled;
         w->total.from_disk += st.from_disk;
         w->total.in_memory += st.in_memory;
+        w->total.not_cached += st.not_cached;
         progress(w, j, &st, status, normjit_last_error());
         pthread_mutex_unlock(&w->mu);
     }
@@ -140,6 +157,42 @@ static int detect_arch(int *arch)
     return NORMJIT_OK;
 }
 
+/* Add `arch` to the list unless it is there: a repeated --arch adds, it does not replace. */
+static int add_arch(warm_state *w, int arch)
+{
+    int i;
+    for (i = 0; i < w->n_archs; i++)
+        if (w->archs[i] == arch)
+            return 0;
+    if (w->n_archs == MAX_ARCHS)
+        return -1;
+    w->archs[w->n_archs++] = arch;
+    return 0;
+}
+
+/* The kernels that are not in the disk cache after the warm, job by job, and the verdict. */
+static int report_not_cached(const warm_state *w)
+{
+    char name[96];
+    int i;
+    if (!w->total.not_cached)
+        return 0;
+    for (i = 0; i < w->n_jobs; i++) {
+        const job *j = &w->jobs[i];
+        if (!j->not_cached)
+            continue;
+        describe(w, j, name, sizeof name);
+        fprintf(stderr, "normjit warm: %s: %u kernel%s compiled but not stored in the disk cache\n",
+                name, j->not_cached, j->not_cached == 1 ? "" : "s");
+    }
+    fprintf(stderr,
+            "normjit warm: %u kernel%s not in the disk cache %s (the warning above says why); "
+            "they would be compiled again at run time\n",
+            w->total.not_cached, w->total.not_cached == 1 ? " is" : "s are",
+            normjit_ctx_cache_dir(w->ctx[0]));
+    return 1;
+}
+
 int nj_cmd_warm(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -151,9 +204,10 @@ int nj_cmd_warm(int argc, char **argv)
     int ops[2] = {NORMJIT_OP_RMSNORM, NORMJIT_OP_LAYERNORM}, n_ops = 2;
     int dtypes[3] = {NORMJIT_DTYPE_F16, NORMJIT_DTYPE_BF16}, n_dtypes = 2;
     int64_t hidden[MAX_ITEMS] = {2048, 2880, 3584, 4096, 5120, 7168, 8192}, jobs64[1];
-    int n_hidden = 7, arch = 0, n_threads = nj_cpu_count(), c, i, d, h, status;
+    int n_hidden = 7, n_threads = nj_cpu_count(), c, i, d, h, a, status, rc;
+    int given[MAX_ARCHS], n_given = 0;
     const char *cache_dir = NULL;
-    char err[256];
+    char err[256], archs_text[MAX_ARCHS * 8] = "";
     warm_state w;
     normjit_ctx_options o;
     pthread_t *threads;
@@ -161,14 +215,23 @@ int nj_cmd_warm(int argc, char **argv)
 
     memset(&w, 0, sizeof w);
     optind = 1;
-    while ((c = getopt_long(argc, argv, "j:qh", opts, NULL)) != -1) {
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":j:qh", opts, NULL)) != -1) {
         switch (c) {
-        case 'a':
-            if (nj_parse_arch(optarg, &arch, err, sizeof err))
+        case 'a': {
+            int list[MAX_ARCHS], n = nj_parse_arch_list(optarg, list, MAX_ARCHS, err, sizeof err);
+            if (n < 0)
                 return nj_usage_error("warm", "--arch: %s", err);
-            if (arch && arch < 80)
-                return nj_usage_error("warm", "--arch: sm_%d is older than sm_80", arch);
+            for (i = 0; i < n; i++) {
+                if (list[i] && list[i] < 80)
+                    return nj_usage_error("warm", "--arch: sm_%d is older than sm_80", list[i]);
+                if (n_given == MAX_ARCHS)
+                    return nj_usage_error("warm", "--arch: more than %d architectures",
+                                          MAX_ARCHS);
+                given[n_given++] = list[i];
+            }
             break;
+        }
         case 'o':
             if ((n_ops = nj_parse_name_list(optarg, nj_op_parse, "op", ops, 2, err,
                                             sizeof err)) < 0)
@@ -202,41 +265,58 @@ int nj_cmd_warm(int argc, char **argv)
             fputs(help, stdout);
             return NJ_EXIT_OK;
         default:
-            return nj_usage_error("warm", "unknown option");
+            nj_parse_option_problem(c, optopt, argv[optind - 1], err, sizeof err);
+            return nj_usage_error("warm", "%s", err);
         }
     }
     if (optind < argc)
         return nj_usage_error("warm", "unexpected argument '%s'", argv[optind]);
-    if (!arch && (status = detect_arch(&arch)) != NORMJIT_OK)
-        return nj_report_failure("warm: no --arch given and no GPU to detect it from (give "
-                                 "--arch sm_90 to compile without a GPU)",
-                                 status);
+    if (n_given == 0)
+        given[n_given++] = 0; /* auto */
+    for (i = 0; i < n_given; i++) {
+        int arch = given[i];
+        if (!arch && (status = detect_arch(&arch)) != NORMJIT_OK)
+            return nj_report_failure("warm: no --arch given and no GPU to detect it from (give "
+                                     "--arch sm_90 to compile without a GPU)",
+                                     status);
+        add_arch(&w, arch); /* at most MAX_ARCHS distinct: given[] holds no more */
+    }
 
     memset(&o, 0, sizeof o);
     o.struct_size = sizeof o;
     o.cache_dir = cache_dir;
-    o.offline_arch = arch;
     o.log_level = NORMJIT_LOG_WARN;
     o.log = nj_tool_log;
-    if ((status = normjit_ctx_create(&w.ctx, &o)) != NORMJIT_OK)
-        return nj_report_failure("warm", status);
-    if (!normjit_ctx_cache_dir(w.ctx)) {
-        normjit_ctx_destroy(w.ctx);
+    for (a = 0; a < w.n_archs; a++) {
+        o.offline_arch = w.archs[a];
+        if ((status = normjit_ctx_create(&w.ctx[a], &o)) != NORMJIT_OK) {
+            while (a-- > 0)
+                normjit_ctx_destroy(w.ctx[a]);
+            return nj_report_failure("warm", status);
+        }
+        snprintf(archs_text + strlen(archs_text), sizeof archs_text - strlen(archs_text),
+                 "%ssm_%d", a ? "," : "", w.archs[a]);
+    }
+    rc = NJ_EXIT_FAIL;
+    if (!normjit_ctx_cache_dir(w.ctx[0])) {
         fprintf(stderr, "normjit warm: no cache directory to warm\n");
-        return NJ_EXIT_FAIL;
+        goto out;
     }
 
-    w.n_jobs = n_ops * n_dtypes * n_hidden;
+    w.n_jobs = w.n_archs * n_ops * n_dtypes * n_hidden;
     w.jobs = calloc((size_t)w.n_jobs, sizeof *w.jobs);
     threads = calloc((size_t)n_threads, sizeof *threads);
     if (!w.jobs || !threads) {
         fprintf(stderr, "normjit warm: out of memory\n");
-        return NJ_EXIT_FAIL;
+        free(threads);
+        goto out;
     }
-    for (i = 0; i < n_ops; i++)
-        for (d = 0; d < n_dtypes; d++)
-            for (h = 0; h < n_hidden; h++)
-                w.jobs[(i * n_dtypes + d) * n_hidden + h] = (job){ops[i], dtypes[d], hidden[h]};
+    for (a = 0; a < w.n_archs; a++)
+        for (i = 0; i < n_ops; i++)
+            for (d = 0; d < n_dtypes; d++)
+                for (h = 0; h < n_hidden; h++)
+                    w.jobs[((a * n_ops + i) * n_dtypes + d) * n_hidden + h] =
+                        (job){a, ops[i], dtypes[d], hidden[h], 0};
     w.tty = isatty(STDERR_FILENO);
     pthread_mutex_init(&w.mu, NULL);
     if (n_threads > w.n_jobs)
@@ -251,14 +331,19 @@ int nj_cmd_warm(int argc, char **argv)
     while (i-- > 0)
         pthread_join(threads[i], NULL);
 
-    printf("warm: %u kernel%s for sm_%d in %.2f s: %u compiled, %u already cached%s; cache %s\n",
+    printf("warm: %u kernel%s for %s in %.2f s: %u compiled, %u already cached%s%s; cache %s\n",
            w.total.compiled + w.total.from_disk + w.total.in_memory,
-           w.total.compiled + w.total.from_disk + w.total.in_memory == 1 ? "" : "s", arch,
+           w.total.compiled + w.total.from_disk + w.total.in_memory == 1 ? "" : "s", archs_text,
            nj_now() - t0, w.total.compiled, w.total.from_disk + w.total.in_memory,
-           w.failed ? ", SOME FAILED" : "", normjit_ctx_cache_dir(w.ctx));
+           w.total.not_cached ? ", SOME NOT STORED" : "", w.failed ? ", SOME FAILED" : "",
+           normjit_ctx_cache_dir(w.ctx[0]));
+    fflush(stdout);
+    rc = report_not_cached(&w) || w.failed ? NJ_EXIT_FAIL : NJ_EXIT_OK;
     pthread_mutex_destroy(&w.mu);
-    normjit_ctx_destroy(w.ctx);
-    free(w.jobs);
     free(threads);
-    return w.failed ? NJ_EXIT_FAIL : NJ_EXIT_OK;
+out:
+    for (a = 0; a < w.n_archs; a++)
+        normjit_ctx_destroy(w.ctx[a]);
+    free(w.jobs);
+    return rc;
 }

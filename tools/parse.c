@@ -28,6 +28,7 @@ static int take_uint(const char **s, uint64_t *out)
 int nj_parse_int_list(const char *s, int64_t lo, int64_t hi, int64_t *out, int max, char *err,
                       size_t err_size)
 {
+    const char *list = s;
     int n = 0;
     if (!s || !*s) {
         snprintf(err, err_size, "empty list");
@@ -36,6 +37,10 @@ int nj_parse_int_list(const char *s, int64_t lo, int64_t hi, int64_t *out, int m
     for (;;) {
         uint64_t v;
         const char *start = s;
+        if (*s == ',' || !*s) {
+            snprintf(err, err_size, "empty item in the list '%.40s'", list);
+            return -1;
+        }
         if (!take_uint(&s, &v) || (*s && *s != ',')) {
             snprintf(err, err_size, "'%.*s' is not a number", (int)strcspn(start, ","), start);
             return -1;
@@ -60,6 +65,7 @@ int nj_parse_int_list(const char *s, int64_t lo, int64_t hi, int64_t *out, int m
 int nj_parse_name_list(const char *s, int (*lookup)(const char *), const char *what, int *out,
                        int max, char *err, size_t err_size)
 {
+    const char *list = s;
     char word[64];
     int n = 0;
     if (!s || !*s) {
@@ -69,7 +75,11 @@ int nj_parse_name_list(const char *s, int (*lookup)(const char *), const char *w
     for (;;) {
         size_t len = strcspn(s, ",");
         int v;
-        if (len == 0 || len >= sizeof word) {
+        if (len == 0) {
+            snprintf(err, err_size, "empty item in the %s list '%.40s'", what, list);
+            return -1;
+        }
+        if (len >= sizeof word) {
             snprintf(err, err_size, "bad %s '%.*s'", what, (int)(len > 32 ? 32 : len), s);
             return -1;
         }
@@ -101,6 +111,7 @@ int nj_parse_size(const char *s, uint64_t *out, char *err, size_t err_size)
     }
     switch (toupper((unsigned char)*p)) {
     case '\0':
+    case 'B':
         break;
     case 'K':
         mult = 1ull << 10;
@@ -118,13 +129,17 @@ int nj_parse_size(const char *s, uint64_t *out, char *err, size_t err_size)
         snprintf(err, err_size, "'%s': unknown size suffix (use K, M, G or T)", s);
         return -1;
     }
-    if (*p) {
+    if (mult > 1) {
         p++;
         if (*p == 'i')
             p++;
-        if (*p == 'B' || *p == 'b')
-            p++;
     }
+    if (*p == 'b') {
+        snprintf(err, err_size, "'%s': 'b' means bits; sizes are in bytes (B)", s);
+        return -1;
+    }
+    if (*p == 'B')
+        p++;
     if (*p) {
         snprintf(err, err_size, "'%s' is not a size (e.g. 512M, 2G)", s);
         return -1;
@@ -141,24 +156,28 @@ int nj_parse_arch(const char *s, int *out, char *err, size_t err_size)
 {
     uint64_t major, minor = 0;
     const char *p = s;
+    int prefixed = 0;
     if (s && !strcmp(s, "auto")) {
         *out = 0;
         return 0;
     }
-    if (p && (!strncmp(p, "sm_", 3) || !strncmp(p, "compute_", 8)))
+    if (p && (!strncmp(p, "sm_", 3) || !strncmp(p, "compute_", 8))) {
         p = strchr(p, '_') + 1;
-    if (!p || !take_uint(&p, &major)) {
+        prefixed = 1;
+    }
+    if (!p || !take_uint(&p, &major) || major > 999) {
         snprintf(err, err_size, "'%s' is not an architecture (e.g. sm_90, auto)", s ? s : "");
         return -1;
     }
-    if (major > 999) {
-        snprintf(err, err_size, "'%s' is not an architecture (e.g. sm_90, auto)", s);
-        return -1;
-    }
     if (*p == '.') {
+        /* A compute capability "9.0" has no prefix and one digit after the dot: "sm_90.0"
+           is no architecture (it is not sm_900). */
         p++;
-        if (!take_uint(&p, &minor) || minor > 9) {
-            snprintf(err, err_size, "'%s' is not an architecture (e.g. sm_90, auto)", s);
+        if (prefixed || major > 99 || !take_uint(&p, &minor) || minor > 9) {
+            snprintf(err, err_size,
+                     "'%s' is not an architecture (e.g. sm_90, or 9.0 for compute capability "
+                     "9.0)",
+                     s);
             return -1;
         }
         major = major * 10 + minor;
@@ -169,6 +188,58 @@ int nj_parse_arch(const char *s, int *out, char *err, size_t err_size)
     }
     *out = (int)major;
     return 0;
+}
+
+int nj_parse_arch_list(const char *s, int *out, int max, char *err, size_t err_size)
+{
+    const char *list = s;
+    char word[32];
+    int n = 0;
+    if (!s || !*s) {
+        snprintf(err, err_size, "empty list (e.g. sm_80,sm_90)");
+        return -1;
+    }
+    for (;;) {
+        size_t len = strcspn(s, ",");
+        if (len == 0) {
+            snprintf(err, err_size, "empty item in the list '%.40s'", list);
+            return -1;
+        }
+        if (len >= sizeof word) {
+            snprintf(err, err_size, "'%.*s...' is not an architecture", 16, s);
+            return -1;
+        }
+        memcpy(word, s, len);
+        word[len] = '\0';
+        if (n == max) {
+            snprintf(err, err_size, "more than %d architectures", max);
+            return -1;
+        }
+        if (nj_parse_arch(word, &out[n], err, err_size))
+            return -1;
+        n++;
+        s += len;
+        if (!*s)
+            return n;
+        s++;
+    }
+}
+
+void nj_parse_option_problem(int c, int optopt, const char *word, char *err, size_t err_size)
+{
+    char name[64];
+    /* A long option is in argv ("--cache-dir", "--bogus=1"); a short one only in optopt (it
+       may sit inside a group such as "-qz"). */
+    if (word && !strncmp(word, "--", 2))
+        snprintf(name, sizeof name, "%.*s", (int)strcspn(word, "="), word);
+    else if (optopt > ' ' && optopt < 127)
+        snprintf(name, sizeof name, "-%c", optopt);
+    else
+        snprintf(name, sizeof name, "%s", word ? word : "?");
+    if (c == ':')
+        snprintf(err, err_size, "option '%s' needs a value", name);
+    else
+        snprintf(err, err_size, "unknown option '%s'", name);
 }
 
 int nj_parse_shape(const char *s, int64_t *rows, int64_t *hidden, char *err, size_t err_size)

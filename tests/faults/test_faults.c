@@ -11,8 +11,9 @@
  * with injected EROFS when running as root, and a real read-only mount where
  * possible), a directory of another user, a directory writable by others,
  * truncated and bit-flipped entries, an entry of another schema, entry files
- * others could have written, a CUBIN the driver refuses, and an entry in
- * another schema's folder.
+ * others could have written, a CUBIN the driver refuses, an entry in
+ * another schema's folder; and prepare_stats.not_cached counting the kernels
+ * that could not be stored.
  */
 #include "cache_entry.h"
 #include "cache_key.h"
@@ -1010,6 +1011,92 @@ static void test_entry_in_other_schema_folder(void **state)
     nj_buf_free(&entry);
 }
 
+/* normjit_prepare with stats, on f16 rmsnorm of `hidden`: the stats. */
+static normjit_prepare_stats prepare_stats(normjit_ctx *ctx, int64_t hidden)
+{
+    normjit_prepare_stats st;
+    normjit_prepare_args p;
+    memset(&st, 0, sizeof st);
+    st.struct_size = sizeof st;
+    memset(&p, 0, sizeof p);
+    p.struct_size = sizeof p;
+    p.op = RMS;
+    p.x_dtype = p.y_dtype = p.weight_dtype = F16;
+    p.hidden = &hidden;
+    p.n_hidden = 1;
+    expect_kernel(ctx, RMS, hidden);
+    if (normjit_prepare(ctx, &p, &st) != NORMJIT_OK)
+        fail_msg("prepare: %s", normjit_last_error());
+    return st;
+}
+
+/*
+ * A kernel compiled but not stored is counted in prepare_stats.not_cached
+ * (what 'normjit warm' exits 1 on): a full file system (injected ENOSPC), a
+ * read-only one (injected EROFS at the rename), a cache directory the
+ * library refuses. Stored kernels are not counted; the call succeeds.
+ */
+static void test_not_cached_counted(void **state)
+{
+    static const struct {
+        const char *what;
+        nj_disk_io io;
+        int err;
+    } faults[] = {
+        {"no space", {write_until_full, fsync, rename}, ENOSPC},
+        {"read-only", {write_until_full, fsync, rename_fails}, EROFS},
+    };
+    fixture *fx = *state;
+    normjit_prepare_stats st;
+    normjit_ctx *ctx;
+    size_t i;
+
+    for (i = 0; i < sizeof faults / sizeof faults[0]; i++) {
+        ff_log log;
+        ff_log_init(&log);
+        ctx = make_ctx(fx, &log);
+        write_budget = faults[i].err == ENOSPC ? 0 : (size_t)-1;
+        injected_errno = faults[i].err;
+        nj_disk_cache_set_io(ctx->disk, &faults[i].io);
+        st = prepare_stats(ctx, H1 + (int64_t)i * 1024);
+        assert_true(st.compiled > 0);
+        if (st.not_cached != st.compiled)
+            fail_msg("%s: %u compiled, %u not cached", faults[i].what, st.compiled,
+                     st.not_cached);
+        expect_warnings(&log, 1, strerror(faults[i].err));
+        /* The same kernels again: in memory now, and still not on disk, but not compiled. */
+        st = prepare_stats(ctx, H1 + (int64_t)i * 1024);
+        assert_int_equal(st.compiled, 0);
+        nj_disk_cache_set_io(ctx->disk, NULL);
+        normjit_ctx_destroy(ctx);
+        ff_log_destroy(&log);
+    }
+    assert_int_equal(count_files(fx->cache, ".njc"), 0);
+
+    /* Stored: nothing counted. */
+    ctx = make_ctx(fx, &fx->log);
+    st = prepare_stats(ctx, H3);
+    assert_true(st.compiled > 0);
+    assert_int_equal(st.not_cached, 0);
+    normjit_ctx_destroy(ctx);
+
+    /* A refused cache directory: everything compiled is counted. */
+    assert_int_equal(chmod(fx->cache, 0777), 0);
+    {
+        ff_log log;
+        ff_log_init(&log);
+        ctx = make_ctx(fx, &log);
+        st = prepare_stats(ctx, H2);
+        assert_true(st.compiled > 0);
+        assert_int_equal(st.not_cached, st.compiled);
+        expect_warnings(&log, 1, "writable by group or others");
+        normjit_ctx_destroy(ctx);
+        ff_log_destroy(&log);
+    }
+    assert_int_equal(chmod(fx->cache, 0700), 0);
+    check_images();
+}
+
 /* ------------------------------------------------------------------------ */
 
 int main(void)
@@ -1027,6 +1114,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_entry_others_could_write, setup, teardown),
         cmocka_unit_test_setup_teardown(test_driver_refuses_cached_image, setup, teardown),
         cmocka_unit_test_setup_teardown(test_entry_in_other_schema_folder, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_not_cached_counted, setup, teardown),
     };
     int status, i;
 

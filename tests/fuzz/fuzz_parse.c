@@ -1,7 +1,8 @@
 /*
  * Fuzz target: the tool's argument parsers (tools/parse.c). The first byte
  * picks the parser ('i' int list, 'n' name list, 's' size, 'a' arch, 'h'
- * shape; any other byte modulo 5), the rest is the argument, NUL-terminated.
+ * shape, 'l' arch list; any other byte modulo 6), the rest is the argument,
+ * NUL-terminated.
  *
  * Each parser is compared with a reference written here from its contract
  * in tools/parse.h, in a different style (split first, then check each
@@ -105,35 +106,32 @@ static int ref_name_list(const char *s, int *out, int max)
     return n;
 }
 
-/* Digits, then optionally K/M/G/T (any case), then optionally 'i', then optionally B/b. */
+/* Digits, then optionally K/M/G/T (any case) and optionally 'i', then optionally 'B'. */
 static int ref_size(const char *s, uint64_t *out)
 {
+    static const char units[] = "KMGT";
     size_t digits = strspn(s, "0123456789");
-    const char *p = s + digits;
+    const char *p = s + digits, *unit;
     uint64_t v, mult = 1;
     if (!ref_uint(s, digits, &v))
         return -1;
-    if (*p) {
-        static const char units[] = "KMGT";
-        const char *unit = strchr(units, toupper((unsigned char)*p));
-        if (!unit || !*unit)
-            return -1;
+    if (*p && (unit = strchr(units, toupper((unsigned char)*p))) != NULL) {
         mult = 1ull << (10 * (1 + (unit - units)));
         p++;
         if (*p == 'i')
             p++;
-        if (*p == 'B' || *p == 'b')
-            p++;
-        if (*p)
-            return -1;
     }
+    if (*p == 'B')
+        p++;
+    if (*p)
+        return -1;
     if (v > UINT64_MAX / mult)
         return -1;
     *out = v * mult;
     return 0;
 }
 
-/* "auto"; or [sm_|compute_] then N or N.M (M a digit 0-9); the result N or 10N+M in 10..999. */
+/* "auto"; or [sm_|compute_]N; or N.M (M a digit 0-9); the result N or 10N+M in 10..999. */
 static int ref_arch(const char *s, int *out)
 {
     const char *p = s, *dot;
@@ -147,6 +145,8 @@ static int ref_arch(const char *s, int *out)
     else if (!strncmp(p, "compute_", 8))
         p += 8;
     dot = strchr(p, '.');
+    if (dot && p != s)
+        return -1; /* "sm_90.0" */
     if (!ref_uint(p, dot ? (size_t)(dot - p) : strlen(p), &major))
         return -1;
     if (dot) {
@@ -159,6 +159,25 @@ static int ref_arch(const char *s, int *out)
         return -1;
     *out = (int)major;
     return 0;
+}
+
+static int ref_arch_list(const char *s, int *out, int max)
+{
+    const char *at[MAX_ITEMS * 2];
+    size_t len[MAX_ITEMS * 2];
+    int n = split(s, ',', at, len, max), i;
+    if (n < 1)
+        return -1;
+    for (i = 0; i < n; i++) {
+        char word[32];
+        if (len[i] >= sizeof word)
+            return -1;
+        memcpy(word, at[i], len[i]);
+        word[len[i]] = '\0';
+        if (ref_arch(word, &out[i]))
+            return -1;
+    }
+    return n;
 }
 
 /* RxH or BxSxH, each dimension 1..2^40, B*S at most 2^62. */
@@ -212,8 +231,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     case 'h':
         which = 4;
         break;
+    case 'l':
+        which = 5;
+        break;
     default:
-        which = data[0] % 5;
+        which = data[0] % 6;
     }
     s = malloc(size);
     FUZZ_CHECK(s != NULL);
@@ -260,6 +282,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         check_err(err, sizeof err, r != 0);
         FUZZ_CHECK(r == m);
         FUZZ_CHECK(r != 0 || v == ref);
+        break;
+    }
+    case 5: {
+        int out[MAX_ITEMS], ref[MAX_ITEMS];
+        int n = nj_parse_arch_list(s, out, MAX_ITEMS, err, sizeof err);
+        int m = ref_arch_list(s, ref, MAX_ITEMS);
+        check_err(err, sizeof err, n < 0);
+        FUZZ_CHECK(n == m);
+        FUZZ_CHECK(n < 0 || !memcmp(out, ref, (size_t)n * sizeof out[0]));
         break;
     }
     default: {

@@ -62,6 +62,7 @@ static void child_exec(const char *const *args, int fd)
 {
     const char *argv[40];
     int n = 0;
+    alarm(REL_CHILD_TIMEOUT); /* kept across execv */
     argv[n++] = rel_tool;
     while (*args && n < 39)
         argv[n++] = *args++;
@@ -87,6 +88,11 @@ int rel_wait(pid_t pid)
 
 int rel_run(const char *const *args, char **out)
 {
+    return rel_run_as(-1, args, out);
+}
+
+int rel_run_as(int uid, const char *const *args, char **out)
+{
     int fds[2];
     size_t len = 0, cap = 4096;
     char *buf = malloc(cap);
@@ -98,6 +104,8 @@ int rel_run(const char *const *args, char **out)
     assert_true(pid >= 0);
     if (pid == 0) {
         close(fds[0]);
+        if (uid != -1 && (setgid((gid_t)uid) != 0 || setuid((uid_t)uid) != 0))
+            _exit(REL_NOT_THAT_USER);
         child_exec(args, fds[1]);
     }
     close(fds[1]);
@@ -252,6 +260,14 @@ long rel_warm_kernels(const char *out, unsigned *compiled, unsigned *cached)
     if (cached)
         *cached = d;
     return (long)kernels;
+}
+
+void rel_expect_all(const char *hay, const char *const *needles, const char *what)
+{
+    size_t i;
+    for (i = 0; needles[i]; i++)
+        if (!strstr(hay, needles[i]))
+            fail_msg("%s: expected \"%s\" in:\n%s", what, needles[i], hay);
 }
 
 size_t rel_count_str(const char *hay, const char *needle)

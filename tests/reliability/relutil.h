@@ -24,8 +24,20 @@ int rel_teardown(void);
 /* Remove a tree (no links followed); a missing path is fine. */
 int rel_rm_rf(const char *path);
 
+/*
+ * A child that runs longer than this is ended by SIGALRM (its status is then
+ * 128 + SIGALRM): a hang fails the test instead of stalling it.
+ */
+#define REL_CHILD_TIMEOUT 240
+
 /* Run the tool with `args` (NULL-terminated, without argv[0]); stdout and stderr go to *out. */
 int rel_run(const char *const *args, char **out);
+
+/* The status of rel_run_as when the child could not become the user asked for. */
+#define REL_NOT_THAT_USER 126
+
+/* Run the tool as user `uid` (and group `uid`) when `uid` is not -1. */
+int rel_run_as(int uid, const char *const *args, char **out);
 
 /* Run it, fail the test unless it exits with `status`; returns the output (free it). */
 char *rel_expect(int status, const char *const *args);
@@ -51,6 +63,9 @@ void rel_age(const char *path, long seconds_ago);
 
 /* The kernel count of a warm's summary line ("warm: N kernels ..."), or -1. */
 long rel_warm_kernels(const char *out, unsigned *compiled, unsigned *cached);
+
+/* 1 if `hay` contains every string of the NULL-terminated `needles`; else fails the test. */
+void rel_expect_all(const char *hay, const char *const *needles, const char *what);
 
 /* Occurrences of `needle` in `hay`. */
 size_t rel_count_str(const char *hay, const char *needle);
