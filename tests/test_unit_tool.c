@@ -108,6 +108,12 @@ static void test_exit_statuses(void **state)
         {2, {"info", "--json", "stray"}, "unexpected argument 'stray'"},
         {2, {"bench", "--shape", "4096"}, "is not a shape"},
         {2, {"tune", "--arch", "sm_90"}, "--arch goes with --compile-only"},
+        {2, {"warm", "--arch", "sm_90", "--quant", "fp4-token"}, "unknown quant 'fp4-token'"},
+        {2, {"warm", "--arch", "sm_90", "--cast", "phi"}, "unknown cast 'phi'"},
+        {2, {"warm", "--arch", "sm_90", "--dtype", "fp8e4m3"}, "quantized outputs go with --quant"},
+        {2, {"bench", "--quant", "fp8"}, "unknown quant 'fp8'"},
+        {1, {"warm", "--arch", "sm_90", "--config", "/nonexistent/config.json"},
+         "/nonexistent/config.json"},
     };
     size_t i;
     (void)state;
@@ -337,6 +343,79 @@ static void test_info_json(void **state)
     unsetenv("NORMJIT_CUDA_DRIVER");
 }
 
+static void write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    assert_int_equal(fclose(f), 0);
+}
+
+/*
+ * warm --config reads a HuggingFace config and warms exactly the norms that
+ * model calls, with its dtype and cast mode; --quant adds quantized outputs
+ * (never for QK-norm); malformed configs exit 1 naming the file and reason.
+ */
+static void test_warm_config(void **state)
+{
+    static const struct {
+        const char *name, *json;
+        int status;
+        const char *output[4]; /* expected in the output */
+        const char *absent;    /* must not be in the output */
+    } cases[] = {
+        {"llama.json",
+         "{\"model_type\": \"llama\", \"hidden_size\": 2048, \"rms_norm_eps\": 1e-5, "
+         "\"torch_dtype\": \"bfloat16\", \"num_attention_heads\": 32}",
+         0, {"llama, bf16, 2 norms: rmsnorm 2048 (cast llama), add_rmsnorm 2048 (cast llama)",
+             "rmsnorm bf16 fp8-token cast=llama hidden=2048"}, "qk_rmsnorm"},
+        {"qwen3.json",
+         "{\"model_type\": \"qwen3\", \"hidden_size\": 1024, \"num_attention_heads\": 16,"
+         " \"head_dim\": 128, \"rms_norm_eps\": 1e-6, \"dtype\": \"bfloat16\"}",
+         0, {"qk_rmsnorm 128 (cast llama)", "qk_rmsnorm bf16 cast=llama hidden=128"},
+         "qk_rmsnorm bf16 fp8"},
+        {"gemma3.json",
+         "{\"model_type\": \"gemma3\", \"torch_dtype\": \"bfloat16\", \"text_config\": "
+         "{\"model_type\": \"gemma3_text\", \"hidden_size\": 640, \"num_attention_heads\": 4,"
+         " \"head_dim\": 256, \"rms_norm_eps\": 1e-6}}",
+         0, {"gemma3_text, bf16, 3 norms", "rmsnorm 640 (cast gemma)", "qk_rmsnorm 256 (cast gemma)"},
+         NULL},
+        {"deepseek.json",
+         "{\"model_type\": \"deepseek_v3\", \"hidden_size\": 1024, \"q_lora_rank\": 1536,"
+         " \"kv_lora_rank\": 512, \"rms_norm_eps\": 1e-6, \"torch_dtype\": \"float16\"}",
+         0, {"rmsnorm 1536 (cast llama)", "rmsnorm 512 (cast llama)", "f16"}, NULL},
+        {"neox.json",
+         "{\"model_type\": \"gpt_neox\", \"hidden_size\": 512, \"layer_norm_eps\": 1e-5,"
+         " \"torch_dtype\": \"float16\"}",
+         0, {"layernorm 512 (cast none)", "add_layernorm 512 (cast none)"}, NULL},
+        {"nodtype.json", "{\"model_type\": \"llama\", \"hidden_size\": 512}", 1,
+         {"names no dtype", "give --dtype"}, NULL},
+        {"unknown.json", "{\"model_type\": \"mystery\", \"hidden_size\": 512}", 1,
+         {"cannot tell the norm", "mystery"}, NULL},
+        {"broken.json", "{\"hidden_size\": 512,\n \"rms_norm_eps\": }", 1,
+         {"broken.json: line 2: expected a value"}, NULL},
+        {"badsize.json", "{\"hidden_size\": -3, \"rms_norm_eps\": 1e-6}", 1,
+         {"hidden_size is not a positive integer"}, NULL},
+    };
+    size_t i, k;
+    (void)state;
+    for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char path[sizeof tmp_dir + 32];
+        const char *args[] = {"warm", "--arch", "sm_90", "-j", "2", "--config", path, "--quant",
+                              "none,fp8-token", NULL};
+        char *out;
+        snprintf(path, sizeof path, "%s/%s", tmp_dir, cases[i].name);
+        write_file(path, cases[i].json);
+        out = expect_exit(cases[i].status, args);
+        for (k = 0; k < 4 && cases[i].output[k]; k++)
+            if (!strstr(out, cases[i].output[k]))
+                fail_msg("%s: output lacks \"%s\":\n%s", cases[i].name, cases[i].output[k], out);
+        if (cases[i].absent && strstr(out, cases[i].absent))
+            fail_msg("%s: output has \"%s\":\n%s", cases[i].name, cases[i].absent, out);
+        free(out);
+    }
+}
+
 static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
     (void)st, (void)flag, (void)ftw;
@@ -369,6 +448,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_exit_statuses),
         cmocka_unit_test(test_warm_then_warm_again),
         cmocka_unit_test(test_info_json), /* after the warm: counts its entries */
+        cmocka_unit_test(test_warm_config),
     };
     if (argc != 2) {
         fprintf(stderr, "usage: %s PATH-TO-normjit\n", argv[0]);

@@ -1,5 +1,6 @@
 /* normjit warm: compile kernels into the disk cache, in parallel, with or without a GPU. */
 #include "driver_extra.h"
+#include "hfconfig.h"
 #include "parse.h"
 #include "tool.h"
 #include "variant.h"
@@ -23,9 +24,19 @@ static const char help[] =
     "\n"
     "  --arch LIST        sm_80,sm_90,... or auto (the first GPU; default); kernels\n"
     "                     are compiled for each (the option may be repeated)\n"
-    "  --op LIST          rmsnorm,layernorm (default: both)\n"
+    "  --op LIST          rmsnorm,layernorm,add_rmsnorm,add_layernorm,qk_rmsnorm\n"
+    "                     (default: rmsnorm,layernorm)\n"
     "  --dtype LIST       f16,bf16,f32: input, output and weight dtype (default: f16,bf16)\n"
-    "  --hidden LIST      hidden sizes (default: 2048,2880,3584,4096,5120,7168,8192)\n"
+    "  --hidden LIST      hidden sizes (head_dim for qk_rmsnorm; default: 2048,2880,3584,\n"
+    "                     4096,5120,7168,8192)\n"
+    "  --quant LIST       none,fp8-tensor,fp8-token,int8-token,fp8-group128,... (default:\n"
+    "                     none): quantized outputs, for every op that has them\n"
+    "  --cast LIST        none,llama,gemma: where the result is rounded (default: none)\n"
+    "  --config FILE      a HuggingFace config.json: exactly the kernels that model calls\n"
+    "                     (its norms over hidden_size, with the residual add, the low-rank\n"
+    "                     norms of q_lora_rank and kv_lora_rank, QK-norm over head_dim),\n"
+    "                     with its dtype and cast mode; --quant adds quantized outputs,\n"
+    "                     --dtype overrides the dtype; --op, --hidden and --cast do not apply\n"
     "  --all-alignments   also the narrower kernels used for unaligned tensors\n"
     "  --cache-dir DIR    cache directory (default: NORMJIT_CACHE_DIR, else\n"
     "                     XDG_CACHE_HOME/normjit, else ~/.cache/normjit)\n"
@@ -38,7 +49,7 @@ static const char help[] =
 
 typedef struct job {
     int arch; /* index into warm_state.archs */
-    int op, dtype;
+    int op, dtype, quant_code, cast;
     int64_t hidden;
     unsigned not_cached; /* kernels of this job compiled but not stored */
 } job;
@@ -59,10 +70,16 @@ typedef struct warm_state {
     pthread_mutex_t mu;
 } warm_state;
 
-/* "rmsnorm f16 hidden=4096", with " sm_80" when several architectures are warmed. */
+/*
+ * "rmsnorm f16 hidden=4096", with the quantized output and cast mode when
+ * there are, and " sm_80" when several architectures are warmed.
+ */
 static void describe(const warm_state *w, const job *j, char *out, size_t size)
 {
-    int n = snprintf(out, size, "%s %s hidden=%lld", nj_op_name(j->op), nj_dtype_name(j->dtype),
+    int n = snprintf(out, size, "%s %s%s%s%s%s hidden=%lld", nj_op_name(j->op),
+                     nj_dtype_name(j->dtype), j->quant_code > 1 ? " " : "",
+                     j->quant_code > 1 ? nj_tool_quant_name(j->quant_code) : "",
+                     j->cast ? " cast=" : "", j->cast ? nj_cast_name(j->cast) : "",
                      (long long)j->hidden);
     if (w->n_archs > 1 && n > 0 && (size_t)n < size)
         snprintf(out + n, size - (size_t)n, " sm_%d", w->archs[j->arch]);
@@ -71,7 +88,7 @@ static void describe(const warm_state *w, const job *j, char *out, size_t size)
 static void progress(warm_state *w, const job *j, const normjit_prepare_stats *st, int status,
                      const char *error)
 {
-    char name[96];
+    char name[160];
     const char *what = status != NORMJIT_OK ? "FAILED"
                        : st->compiled       ? "compiled"
                        : st->from_disk      ? "cached"
@@ -115,13 +132,24 @@ static void *worker(void *arg)
         j = &w->jobs[w->next++];
         pthread_mutex_unlock(&w->mu);
 
-        memset(&a, 0, sizeof a);
-        a.struct_size = sizeof a;
-        a.flags = w->flags;
-        a.op = j->op;
-        a.x_dtype = a.y_dtype = a.weight_dtype = j->dtype;
-        a.hidden = &j->hidden;
-        a.n_hidden = 1;
+        {
+            nj_spec spec;
+            const char *why;
+            memset(&a, 0, sizeof a);
+            a.struct_size = sizeof a;
+            a.flags = w->flags;
+            nj_tool_spec(&spec, j->op, j->dtype, j->quant_code, j->cast, j->hidden, &why);
+            a.op = spec.op;
+            a.x_dtype = spec.tx;
+            a.y_dtype = spec.ty;
+            a.weight_dtype = spec.tw;
+            a.residual_dtype = spec.tr;
+            a.quant = spec.quant;
+            a.group_size = spec.group;
+            a.cast = spec.cast;
+            a.hidden = &j->hidden;
+            a.n_hidden = 1;
+        }
         status = normjit_prepare(w->ctx[j->arch], &a, &st);
 
         pthread_mutex_lock(&w->mu);
@@ -173,7 +201,7 @@ static int add_arch(warm_state *w, int arch)
 /* The kernels that are not in the disk cache after the warm, job by job, and the verdict. */
 static int report_not_cached(const warm_state *w)
 {
-    char name[96];
+    char name[160];
     int i;
     if (!w->total.not_cached)
         return 0;
@@ -200,11 +228,16 @@ int nj_cmd_warm(int argc, char **argv)
         {"dtype", required_argument, NULL, 'd'},  {"hidden", required_argument, NULL, 'H'},
         {"cache-dir", required_argument, NULL, 'c'}, {"jobs", required_argument, NULL, 'j'},
         {"all-alignments", no_argument, NULL, 'A'}, {"quiet", no_argument, NULL, 'q'},
-        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0}};
-    int ops[2] = {NORMJIT_OP_RMSNORM, NORMJIT_OP_LAYERNORM}, n_ops = 2;
-    int dtypes[3] = {NORMJIT_DTYPE_F16, NORMJIT_DTYPE_BF16}, n_dtypes = 2;
+        {"help", no_argument, NULL, 'h'},          {"quant", required_argument, NULL, 'Q'},
+        {"cast", required_argument, NULL, 'K'},    {"config", required_argument, NULL, 'C'},
+        {NULL, 0, NULL, 0}};
+    int ops[8] = {NORMJIT_OP_RMSNORM, NORMJIT_OP_LAYERNORM}, n_ops = 2;
+    int dtypes[3] = {NORMJIT_DTYPE_F16, NORMJIT_DTYPE_BF16}, n_dtypes = 2, dtype_given = 0;
+    int quants[16] = {1}, n_quants = 1, casts[3] = {0}, n_casts = 1, q, k;
+    const char *config = NULL;
+    nj_model model;
     int64_t hidden[MAX_ITEMS] = {2048, 2880, 3584, 4096, 5120, 7168, 8192}, jobs64[1];
-    int n_hidden = 7, n_threads = nj_cpu_count(), c, i, d, h, a, status, rc;
+    int n_hidden = 7, n_threads = nj_cpu_count(), c, i, d, a, status, rc;
     int given[MAX_ARCHS], n_given = 0;
     const char *cache_dir = NULL;
     char err[256], archs_text[MAX_ARCHS * 8] = "";
@@ -233,7 +266,7 @@ int nj_cmd_warm(int argc, char **argv)
             break;
         }
         case 'o':
-            if ((n_ops = nj_parse_name_list(optarg, nj_op_parse, "op", ops, 2, err,
+            if ((n_ops = nj_parse_name_list(optarg, nj_op_parse, "op", ops, 8, err,
                                             sizeof err)) < 0)
                 return nj_usage_error("warm", "--op: %s", err);
             break;
@@ -241,6 +274,26 @@ int nj_cmd_warm(int argc, char **argv)
             if ((n_dtypes = nj_parse_name_list(optarg, nj_dtype_parse, "dtype", dtypes, 3, err,
                                                sizeof err)) < 0)
                 return nj_usage_error("warm", "--dtype: %s", err);
+            for (d = 0; d < n_dtypes; d++)
+                if (!nj_dtype_is_float(dtypes[d]))
+                    return nj_usage_error("warm", "--dtype: f16, bf16 or f32 (quantized outputs "
+                                                  "go with --quant)");
+            dtype_given = 1;
+            break;
+        case 'Q':
+            if ((n_quants = nj_parse_name_list(optarg, nj_tool_quant_code, "quant", quants, 16,
+                                               err, sizeof err)) < 0)
+                return nj_usage_error("warm", "--quant: %s", err);
+            break;
+        case 'K':
+            if ((n_casts = nj_parse_name_list(optarg, nj_tool_cast_code, "cast", casts, 3, err,
+                                              sizeof err)) < 0)
+                return nj_usage_error("warm", "--cast: %s", err);
+            for (k = 0; k < n_casts; k++)
+                casts[k]--; /* the code is cast + 1 */
+            break;
+        case 'C':
+            config = optarg;
             break;
         case 'H':
             if ((n_hidden = nj_parse_int_list(optarg, 1, NJ_MAX_HIDDEN, hidden, MAX_ITEMS, err,
@@ -271,6 +324,22 @@ int nj_cmd_warm(int argc, char **argv)
     }
     if (optind < argc)
         return nj_usage_error("warm", "unexpected argument '%s'", argv[optind]);
+    if (config) {
+        if (nj_model_read(config, &model, err, sizeof err) != 0) {
+            fprintf(stderr, "normjit warm: --config %s\n", err);
+            return NJ_EXIT_FAIL;
+        }
+        if (!dtype_given) {
+            if (!model.dtype) {
+                fprintf(stderr, "normjit warm: --config %s names no dtype (dtype or "
+                                "torch_dtype); give --dtype\n",
+                        config);
+                return NJ_EXIT_FAIL;
+            }
+            dtypes[0] = model.dtype;
+            n_dtypes = 1;
+        }
+    }
     if (n_given == 0)
         given[n_given++] = 0; /* auto */
     for (i = 0; i < n_given; i++) {
@@ -303,8 +372,12 @@ int nj_cmd_warm(int argc, char **argv)
         goto out;
     }
 
-    w.n_jobs = w.n_archs * n_ops * n_dtypes * n_hidden;
-    w.jobs = calloc((size_t)w.n_jobs, sizeof *w.jobs);
+    /* Every combination (or every norm of the model), less those without a kernel (a
+       quantized QK-norm, a group that does not divide the hidden size). */
+    {
+        const int n_items = config ? model.n_norms : n_ops * n_hidden * n_casts;
+        w.jobs = calloc((size_t)(w.n_archs * n_items * n_dtypes * n_quants), sizeof *w.jobs);
+    }
     threads = calloc((size_t)n_threads, sizeof *threads);
     if (!w.jobs || !threads) {
         fprintf(stderr, "normjit warm: out of memory\n");
@@ -312,11 +385,36 @@ int nj_cmd_warm(int argc, char **argv)
         goto out;
     }
     for (a = 0; a < w.n_archs; a++)
-        for (i = 0; i < n_ops; i++)
-            for (d = 0; d < n_dtypes; d++)
-                for (h = 0; h < n_hidden; h++)
-                    w.jobs[((a * n_ops + i) * n_dtypes + d) * n_hidden + h] =
-                        (job){a, ops[i], dtypes[d], hidden[h], 0};
+        for (i = 0; i < (config ? model.n_norms : n_ops * n_hidden * n_casts); i++)
+            for (q = 0; q < n_quants; q++)
+                for (d = 0; d < n_dtypes; d++) {
+                    job j;
+                    nj_spec spec;
+                    const char *why;
+                    memset(&j, 0, sizeof j);
+                    j.arch = a;
+                    j.dtype = dtypes[d];
+                    j.quant_code = quants[q];
+                    if (config) {
+                        j.op = model.norms[i].op;
+                        j.hidden = model.norms[i].hidden;
+                        j.cast = model.norms[i].cast;
+                    } else {
+                        j.op = ops[i / (n_hidden * n_casts)];
+                        j.hidden = hidden[i / n_casts % n_hidden];
+                        j.cast = casts[i % n_casts];
+                    }
+                    if (nj_tool_spec(&spec, j.op, j.dtype, j.quant_code, j.cast, j.hidden, &why))
+                        w.jobs[w.n_jobs++] = j;
+                }
+    if (config && !w.quiet) {
+        printf("%s: %s, %s, %d norm%s:", config, model.model_type[0] ? model.model_type : "model",
+               nj_dtype_name(dtypes[0]), model.n_norms, model.n_norms == 1 ? "" : "s");
+        for (i = 0; i < model.n_norms; i++)
+            printf("%s %s %lld (cast %s)", i ? "," : "", nj_op_name(model.norms[i].op),
+                   (long long)model.norms[i].hidden, nj_cast_name(model.norms[i].cast));
+        printf("\n");
+    }
     w.tty = isatty(STDERR_FILENO);
     pthread_mutex_init(&w.mu, NULL);
     if (n_threads > w.n_jobs)

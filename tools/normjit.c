@@ -78,6 +78,15 @@ int nj_tool_quant_code(const char *name)
     return 0;
 }
 
+int nj_tool_cast_code(const char *name)
+{
+    int c;
+    for (c = NORMJIT_CAST_NONE; c <= NORMJIT_CAST_GEMMA; c++)
+        if (!strcmp(nj_cast_name(c), name))
+            return c + 1;
+    return 0;
+}
+
 const char *nj_tool_quant_name(int quant_code)
 {
     return quant_code >= 1 && quant_code <= (int)(sizeof quant_names / sizeof quant_names[0])

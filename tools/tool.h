@@ -39,6 +39,9 @@ int nj_tool_quant_code(const char *name);
 int nj_tool_spec(nj_spec *s, int op, int dtype, int quant_code, int cast, int64_t hidden,
                  const char **why);
 
+/* --cast values as cast + 1 (nonzero), for nj_parse_name_list: 0 for an unknown name. */
+int nj_tool_cast_code(const char *name);
+
 /* "fp8-token", or "none": the name of a quant code. */
 const char *nj_tool_quant_name(int quant_code);
 
