@@ -27,18 +27,40 @@
 // No CUDA toolkit header is included: the few conversions are PTX.
 // Arithmetic is fp32; each output is rounded once (unless NJ_CAST says otherwise).
 
-#ifndef NJ_RENDERED // compiled on its own: defaults for every knob
+#ifndef NJ_RENDERED // compiled on its own (nvcc -c rmsnorm.cu [-DNJ_H=...]): defaults for the knobs
 #include "params.h"
+#endif
+#ifndef NJ_KERNEL_NAME
 #define NJ_KERNEL_NAME nj_standalone
+#endif
+#ifndef NJ_TX
 #define NJ_TX nj_bf16
+#endif
+#ifndef NJ_TY
 #define NJ_TY nj_bf16
+#endif
+#ifndef NJ_TW
 #define NJ_TW nj_bf16
+#endif
+#ifndef NJ_H
 #define NJ_H 4096
+#endif
+#ifndef NJ_VEC
 #define NJ_VEC 8
+#endif
+#ifndef NJ_TPR
 #define NJ_TPR 128
+#endif
+#ifndef NJ_RPC
 #define NJ_RPC 1
+#endif
+#ifndef NJ_CLUSTER
 #define NJ_CLUSTER 1
+#endif
+#ifndef NJ_MIN_CTAS
 #define NJ_MIN_CTAS 0
+#endif
+#ifndef NJ_STORAGE
 #define NJ_STORAGE 0
 #endif
 #ifndef NJ_ADD
