@@ -27,6 +27,9 @@ enum {
     WARN_ENTRY_KIND = 1u << 7
 };
 
+/* Why a file or folder others may change is never loaded from. */
+static const char trust_reason[] = "a cached kernel is code that would run in this process";
+
 enum { ROOT_UNCHECKED = 0, ROOT_USABLE = 1, ROOT_DISABLED = -1 };
 
 struct nj_disk_cache {
@@ -167,8 +170,7 @@ int nj_disk_root_check(const char *root, char *why, size_t why_size)
     }
     if (!nj_disk_trusted(&st)) {
         snprintf(why, why_size,
-                 "%s is %s, and a cached kernel is code that would run in the process", root,
-                 nj_disk_untrusted(&st));
+                 "%s is %s, and %s", root, nj_disk_untrusted(&st), trust_reason);
         return NJ_ROOT_REFUSED;
     }
     return NJ_ROOT_OK;
@@ -349,9 +351,8 @@ int nj_disk_cache_load(nj_disk_cache *c, const char *target, const char *digest,
     }
     if ((untrusted = nj_disk_untrusted(&st)) != NULL) {
         warn_once(c, WARN_UNTRUSTED_ENTRY,
-                  "not loading kernel cache entry %s: it is %s, and a cached kernel is code that "
-                  "would run in this process; recompiling",
-                  path, untrusted);
+                  "not loading kernel cache entry %s: it is %s, and %s; recompiling", path,
+                  untrusted, trust_reason);
         goto done;
     }
     if (nj_file_read_fd(fd, NJ_ENTRY_MAX_FILE, &file, &e) != 0) {

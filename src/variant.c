@@ -300,12 +300,12 @@ static int parse_int(const char *s, long long lo, long long hi, long long *out)
     return 1;
 }
 
-int nj_variant_parse(const char *s, nj_variant *v)
+int nj_variant_parse_fields(const char *s, nj_variant *v, unsigned flags, unsigned *seen_out)
 {
-    /* Fields in any order, each at most once; the epilogue's are optional. */
+    /* Fields in any order, each at most once, in the order of enum nj_variant_field. */
     enum {
-        F_OP, F_X, F_Y, F_W, F_HIDDEN, F_VEC, F_TPR, F_RPC, F_CLUSTER, F_OCC, F_STORAGE,
-        F_REQUIRED, F_R = F_REQUIRED, F_QUANT, F_GROUP, F_POW2, F_CAST, F_N
+        F_OP, F_X, F_Y, F_W, F_HIDDEN, F_VEC, F_TPR, F_RPC, F_CLUSTER, F_OCC, F_STORAGE, F_R,
+        F_QUANT, F_GROUP, F_POW2, F_CAST, F_N
     };
     static const char *fields[F_N] = {"op",      "x",   "y",       "w",     "hidden", "vec",
                                       "tpr",     "rpc", "cluster", "occ",   "storage", "r",
@@ -315,6 +315,7 @@ int nj_variant_parse(const char *s, nj_variant *v)
     int i, n;
 
     memset(v, 0, sizeof *v);
+    *seen_out = 0;
     while (*s) {
         char *eq;
         long long x = 0;
@@ -335,6 +336,8 @@ int nj_variant_parse(const char *s, nj_variant *v)
             return nj_fail(NORMJIT_EFORMAT, "expected key=value, got '%s'", word);
         *eq++ = '\0';
         f = name_index(fields, F_N, word);
+        if (f < 0 && (flags & NJ_VARIANT_SKIP_UNKNOWN))
+            continue; /* a field of a later version */
         if (f < 0)
             return nj_fail(NORMJIT_EFORMAT, "unknown knob '%s'", word);
         if (seen[f]++)
@@ -395,9 +398,23 @@ int nj_variant_parse(const char *s, nj_variant *v)
         if (!ok)
             return nj_fail(NORMJIT_EFORMAT, "bad value '%s' for knob '%s'", eq, word);
     }
-    for (i = 0; i < F_REQUIRED; i++)
-        if (!seen[i])
-            return nj_fail(NORMJIT_EFORMAT, "knob '%s' missing", fields[i]);
+    for (i = 0; i < F_N; i++)
+        if (seen[i])
+            *seen_out |= 1u << i;
+    return NORMJIT_OK;
+}
+
+int nj_variant_parse(const char *s, nj_variant *v)
+{
+    unsigned seen, i;
+    static const char *const required[] = {"op",  "x",   "y",       "w",   "hidden", "vec",
+                                           "tpr", "rpc", "cluster", "occ", "storage"};
+    int status = nj_variant_parse_fields(s, v, 0, &seen);
+    if (status != NORMJIT_OK)
+        return status;
+    for (i = 0; i < sizeof required / sizeof required[0]; i++)
+        if (!(seen & 1u << i))
+            return nj_fail(NORMJIT_EFORMAT, "knob '%s' missing", required[i]);
     return NORMJIT_OK;
 }
 

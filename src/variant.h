@@ -135,6 +135,21 @@ void nj_variant_name(const nj_variant *v, char *out, size_t size);
 void nj_variant_describe(const nj_variant *v, nj_buf *out);
 /* Parse what nj_variant_describe wrote; NORMJIT_EFORMAT with a message if malformed. */
 int nj_variant_parse(const char *s, nj_variant *v);
+
+/* The fields of a described variant, as bits of nj_variant_parse_fields' *seen. */
+enum {
+    NJ_VF_OP = 1u << 0, NJ_VF_X = 1u << 1, NJ_VF_Y = 1u << 2, NJ_VF_W = 1u << 3,
+    NJ_VF_HIDDEN = 1u << 4,
+    NJ_VF_KNOBS = 0x7e0u /* vec, tpr, rpc, cluster, occ, storage */
+};
+#define NJ_VARIANT_SKIP_UNKNOWN 0x1u /* ignore fields of later versions */
+
+/*
+ * The one parser of described variants: the fields present (bits of *seen),
+ * each valid and at most once, any missing. nj_variant_parse requires all of
+ * the variant's; `normjit cache` lists what a key names.
+ */
+int nj_variant_parse_fields(const char *s, nj_variant *v, unsigned flags, unsigned *seen);
 /*
  * NORMJIT_OK if the variant is legal on compute capability `arch`, else
  * NORMJIT_EUNSUPPORTED with a message saying which knob is wrong.

@@ -62,76 +62,36 @@ static int starts_with(const char *s, size_t len, const char *prefix, size_t *pl
     return len >= n && !memcmp(s, prefix, n);
 }
 
-/* The "variant:" line's fields ("op=rmsnorm x=f16 ... storage=reg"), within [s, s+len). */
+/*
+ * The "variant:" line (nj_variant_describe's words), within [s, s+len): the
+ * library's parser, tolerating fields of later versions; op, dtypes and
+ * hidden must be there, the knobs are shown when they all are.
+ */
 static void parse_variant(const char *s, size_t len, nj_key_info *info)
 {
-    enum { F_OP, F_X, F_Y, F_W, F_HIDDEN, F_VEC, F_TPR, F_RPC, F_CLUSTER, F_OCC, F_STORAGE, F_N };
-    static const char *const names[F_N] = {"op",  "x",   "y",       "w",   "hidden", "vec",
-                                           "tpr", "rpc", "cluster", "occ", "storage"};
-    long long num[F_N] = {0};
-    char op[12] = "", dt[3][8] = {"", "", ""}, storage[8] = "";
-    unsigned seen = 0, required = 1u << F_OP | 1u << F_X | 1u << F_Y | 1u << F_W | 1u << F_HIDDEN;
-    const char *end = s + len;
-    int f;
-
-    while (s < end) {
-        const char *tok = s, *eq;
-        size_t tlen, nlen, vlen;
-        while (s < end && *s != ' ')
-            s++;
-        tlen = (size_t)(s - tok);
-        while (s < end && *s == ' ')
-            s++;
-        eq = memchr(tok, '=', tlen);
-        if (!eq)
-            continue;
-        nlen = (size_t)(eq - tok);
-        vlen = tlen - nlen - 1;
-        for (f = 0; f < F_N; f++)
-            if (strlen(names[f]) == nlen && !memcmp(tok, names[f], nlen))
-                break;
-        if (f == F_N)
-            continue; /* a field this version does not know */
-        if (seen & 1u << f)
-            return; /* twice: not a key this library wrote */
-        seen |= 1u << f;
-        switch (f) {
-        case F_OP:
-            if (!copy_name(eq + 1, vlen, op, sizeof op) || !nj_op_parse(op))
-                return;
-            break;
-        case F_X:
-        case F_Y:
-        case F_W:
-            if (!copy_name(eq + 1, vlen, dt[f - F_X], sizeof dt[0]) ||
-                !nj_dtype_parse(dt[f - F_X]))
-                return;
-            break;
-        case F_STORAGE:
-            if (!copy_name(eq + 1, vlen, storage, sizeof storage))
-                return;
-            break;
-        case F_HIDDEN:
-            if (!parse_digits(eq + 1, vlen, 9, &num[f]) || num[f] < 1 || num[f] > NJ_MAX_HIDDEN)
-                return;
-            break;
-        default:
-            if (!parse_digits(eq + 1, vlen, 5, &num[f]))
-                return;
-            break;
-        }
-    }
-    if ((seen & required) != required)
+    const unsigned required = NJ_VF_OP | NJ_VF_X | NJ_VF_Y | NJ_VF_W | NJ_VF_HIDDEN;
+    char line[512], epi[96];
+    nj_variant v;
+    unsigned seen;
+    if (len >= sizeof line || memchr(s, '\0', len))
+        return;
+    memcpy(line, s, len);
+    line[len] = '\0';
+    if (nj_variant_parse_fields(line, &v, NJ_VARIANT_SKIP_UNKNOWN, &seen) != NORMJIT_OK ||
+        (seen & required) != required)
         return;
     info->has_variant = 1;
-    snprintf(info->op, sizeof info->op, "%s", op);
-    snprintf(info->x, sizeof info->x, "%s", dt[0]);
-    snprintf(info->y, sizeof info->y, "%s", dt[1]);
-    snprintf(info->w, sizeof info->w, "%s", dt[2]);
-    info->hidden = num[F_HIDDEN];
-    if ((seen & 0x7e0u) == 0x7e0u) /* vec through storage */
-        snprintf(info->knobs, sizeof info->knobs, "v%lld t%lld r%lld c%lld o%lld %s", num[F_VEC],
-                 num[F_TPR], num[F_RPC], num[F_CLUSTER], num[F_OCC], storage);
+    snprintf(info->op, sizeof info->op, "%s", nj_op_name(v.s.op));
+    snprintf(info->x, sizeof info->x, "%s", nj_dtype_name(v.s.tx));
+    snprintf(info->y, sizeof info->y, "%s", nj_dtype_name(v.s.ty));
+    snprintf(info->w, sizeof info->w, "%s", nj_dtype_name(v.s.tw));
+    info->hidden = v.s.hidden;
+    nj_spec_epilogue_word(&v.s, epi, sizeof epi);
+    if ((seen & NJ_VF_KNOBS) == NJ_VF_KNOBS)
+        snprintf(info->knobs, sizeof info->knobs, "v%d t%d r%d c%d o%d %s%s%s", v.k.vec,
+                 v.k.tpr, v.k.rpc, v.k.cluster, v.k.occ,
+                 v.k.storage == NJ_STORAGE_REG ? "reg" : "stream", strcmp(epi, "-") ? " " : "",
+                 strcmp(epi, "-") ? epi : "");
 }
 
 int nj_key_info_parse(const char *key, size_t len, nj_key_info *info)

@@ -31,10 +31,10 @@
 /* What the key text of an entry says, parsed with bounds ("?" / 0 when absent). */
 typedef struct nj_key_info {
     int has_variant;  /* op, x, y, w and hidden all present and valid */
-    char op[12];      /* "rmsnorm", "layernorm" */
+    char op[16];      /* "rmsnorm", "add_layernorm", ... */
     char x[8], y[8], w[8];
     long long hidden;
-    char knobs[64];   /* "v8 t128 r1 c1 o0 reg", or "?" */
+    char knobs[128];  /* "v8 t128 r1 c1 o0 reg", then the epilogue ("r=bf16,q=token"), or "?" */
     char target[24];  /* "sm_90", "compute_90", or "" */
     int schema;       /* the "schema:" line, 0 when absent */
 } nj_key_info;
