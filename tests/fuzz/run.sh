@@ -37,7 +37,7 @@ cflags=(-std=c11 -g -O1 -fno-omit-frame-pointer
 sources_of() {
     case "$1" in
     entry) echo "$here/fuzz_entry.c $root/src/cache_entry.c $root/src/hash.c $root/src/buf.c $root/src/status.c" ;;
-    tuning) echo "$here/fuzz_tuning.c $here/stub_tuning_data.c $root/src/tuning.c $root/src/files.c $root/src/plan.c $root/src/variant.c $root/src/buf.c $root/src/status.c" ;;
+    tuning) echo "$here/fuzz_tuning.c $here/stub_tuning_data.c $root/src/tuning.c $root/src/files.c $root/src/plan.c $root/src/ops.c $root/src/paths.c $root/src/variant.c $root/src/buf.c $root/src/status.c" ;;
     parse) echo "$here/fuzz_parse.c $root/tools/parse.c" ;;
     *) return 1 ;;
     esac
