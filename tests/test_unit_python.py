@@ -63,8 +63,8 @@ def main():
         struct, _, field = name.partition(".")
         ours = getattr(structs[struct], field).offset if field else ctypes.sizeof(structs[struct])
         assert ours == int(value), f"{name}: C says {value}, the binding {ours}"
-    assert _binding.op_from_name("add_rmsnorm") == _binding.ADD_RMSNORM
-    assert _binding.op_name(_binding.QK_RMSNORM) == "qk_rmsnorm"
+    assert _binding.op_from_name("layernorm") == _binding.LAYERNORM
+    assert _binding.op_name(_binding.RMSNORM) == "rmsnorm"
     assert _binding.quant_from_name("none") == (0, 0, 0)
 
     # Library messages reach the "normjit" logger: a cache folder that cannot be
