@@ -68,11 +68,12 @@ def main():
     assert _binding.quant_from_name("none") == (0, 0, 0)
 
     # Library messages reach the "normjit" logger: a cache folder that cannot be
-    # made leaves the context in memory, with a warning.
+    # made leaves the kernels in memory, with a warning.
     collect = Collect()
     _binding.logger.addHandler(collect)
     _binding.logger.setLevel(logging.DEBUG)
     ctx = normjit.Context(cache_dir="/proc/normjit-no-such-dir/cache", offline_arch=90)
+    ctx.prepare(normjit.RMSNORM, [64], normjit.F16)
     ctx.close()
     _binding.logger.removeHandler(collect)
     assert any(r.levelno == logging.WARNING for r in collect.records), \
