@@ -744,16 +744,12 @@ def _norm_out(name, op, x, residual, weight, bias, eps, out, residual_out, out_d
         rstd = x.new_empty(x.shape[:-1], dtype=torch.float32)
         if layer:
             mean = x.new_empty(x.shape[:-1], dtype=torch.float32)
-    tail = dict(scale=scale if mode == B.QUANT_TENSOR else scale_ub, quant=qname,
-                min_scale=min_scale, column_major_scales=column_major_scales,
-                pow2_scales=pow2_scales, weight_plus_one=weight_plus_one, cast=cast_code(cast))
+    # Positional, in schema order (keywords cost more to parse).
     args = [x] + ([residual] if fused else []) + [weight] + ([bias] if layer else []) + [eps, out]
-    if fused:
-        args.append(residual_out)
-    if layer:
-        _OUT_OPS[op](*args, mean=mean, rstd=rstd, scales=scales, **tail)
-    else:
-        _OUT_OPS[op](*args, rstd=rstd, scales=scales, **tail)
+    args += ([residual_out] if fused else []) + ([mean] if layer else [])
+    args += [rstd, scales, scale if mode == B.QUANT_TENSOR else scale_ub, qname, min_scale,
+             column_major_scales, pow2_scales, weight_plus_one, cast_code(cast)]
+    _OUT_OPS[op](*args)
     result = (out,) if mode == B.QUANT_NONE else (out, scale if mode == B.QUANT_TENSOR else scales)
     if fused:
         result += (residual_out,)
