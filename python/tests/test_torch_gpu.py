@@ -119,16 +119,20 @@ def op_tests():
                     x = rand(rows, hidden, dtype=dtype, scale=3.0)
                     w = rand(hidden, dtype=w_dtype, scale=0.2) + 1
                     b = rand(hidden, dtype=w_dtype)
-                    # 16-bit results within one ulp; fp32 ones within a few (fp32 arithmetic).
+                    # 16-bit results within one ulp of the float64 value rounded once, or
+                    # one more per extra rounding of the llama cast; fp32 ones within a few
+                    # (fp32 arithmetic).
                     tol = 1 if dtype != torch.float32 else 64
                     for cast in CASTS:
                         tag = f"{dtype} w {w_dtype} hidden {hidden} cast {cast}"
+                        extra = 1 if cast == "llama" and dtype != torch.float32 else 0
                         y = normjit.rms_norm(x, w, 1e-6, cast=cast)
                         ref = reference.norm(x, w, None, 1e-6, cast=cast)[0]
-                        worst = min(worst, check_close(y, ref, "rms_norm " + tag, tol))
+                        worst = min(worst, check_close(y, ref, "rms_norm " + tag, tol + extra))
                         y = normjit.layer_norm(x, w, b, 1e-5, cast=cast)
                         ref = reference.norm(x, w, b, 1e-5, layer=True, cast=cast)[0]
-                        worst = min(worst, check_close(y, ref, "layer_norm " + tag, tol))
+                        worst = min(worst, check_close(y, ref, "layer_norm " + tag,
+                                                       tol + 2 * extra))
                     y, rstd = normjit.rms_norm(x, w, 1e-6, return_rstd=True, weight_plus_one=True)
                     ref, _, _, ref_rstd = reference.norm(x, w, None, 1e-6, weight_plus_one=True)
                     check_close(y, ref, "rms_norm 1+w " + tag, tol)
@@ -169,8 +173,10 @@ def op_tests():
                     rows = 3 if hidden > 10000 else 29
                     x = rand(rows, hidden, dtype=dtype)
                     r = rand(rows, hidden, dtype=r_dtype)
-                    w = rand(hidden, dtype=dtype) + 1
-                    b = rand(hidden, dtype=dtype)
+                    # Weights in fp32 when the sum is: the plain norm of it takes those.
+                    w_dtype = torch.float32 if r_dtype == torch.float32 else dtype
+                    w = rand(hidden, dtype=w_dtype) + 1
+                    b = rand(hidden, dtype=w_dtype)
                     s = reference.fused_sum(x, r)
                     for cast in CASTS:
                         tag = f"{dtype}+{r_dtype} hidden {hidden} cast {cast}"
@@ -251,6 +257,12 @@ def op_tests():
                         assert int(steps.max()) <= 1, f"{tag}: {int(steps.max())} steps apart"
                         exact = float((steps == 0).float().mean())
                         assert exact >= 0.999, f"{tag}: only {exact:.4f} exact"
+                # Token scales capped by scale_ub.
+                ub = (v.abs().amax(-1).median() / 2).float().reshape(1)
+                q, scales = normjit.rms_norm(x, w, quant="fp8-token", scale_ub=ub)
+                rq, rs = reference.quantize(v, torch.float8_e4m3fn, "token", scale_ub=ub)
+                torch.testing.assert_close(scales, rs, rtol=1e-6, atol=0)
+                assert int(code_steps(q, rq).max()) <= 1, "scale_ub"
                 # Fused add with quantized output: the sum is still written.
                 r = rand(33, hidden, dtype=dtype)
                 q, s, r2 = normjit.fused_add_rms_norm(x, r.clone(), w, quant="fp8-token")
