@@ -14,14 +14,20 @@ NAME = "normjit_torch_ops"
 _HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def header_dir():
+def header_dir(library):
     """The folder holding normjit.h: the package's own include/ (an installed
-    package), else this source tree's include/."""
-    for d in (os.path.join(_HERE, "include"),
-              os.path.join(os.path.dirname(os.path.dirname(_HERE)), "include")):
+    package), this source tree's include/, or the include/ beside the library's
+    lib/ folder (a `meson install` prefix)."""
+    libdir = os.path.dirname(library)
+    candidates = [os.path.join(_HERE, "include"),
+                  os.path.join(os.path.dirname(os.path.dirname(_HERE)), "include"),
+                  os.path.join(libdir, os.pardir, "include"),
+                  os.path.join(libdir, os.pardir, os.pardir, "include")]
+    for d in candidates:
         if os.path.isfile(os.path.join(d, "normjit.h")):
-            return d
-    raise FileNotFoundError("normjit.h: not in the package (include/) nor in a source tree")
+            return os.path.normpath(d)
+    raise FileNotFoundError("normjit.h is in none of " + ", ".join(map(os.path.normpath,
+                                                                        candidates)))
 
 
 def load(verbose=False):
@@ -38,7 +44,7 @@ def load(verbose=False):
     cpp_extension.load(
         name=NAME,
         sources=[os.path.join(_HERE, "csrc", "ops.cpp")],
-        extra_include_paths=[header_dir()],
+        extra_include_paths=[header_dir(lib)],
         extra_cflags=["-O2"],
         # The library's full path (the same file ctypes loaded) and its folder as
         # the run path: one copy of libnormjit in the process.
