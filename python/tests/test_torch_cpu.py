@@ -183,6 +183,47 @@ def run(mode):
         del fake
 
     @test
+    def ctypes_kernels_fill_the_norm_args():
+        import contextlib
+        from unittest import mock
+        launched = []
+
+        class Ctx:
+            def norm(self, op, args, stream):
+                launched.append((op, {f: getattr(args, f) for f, _ in args._fields_}))
+
+        bf16 = torch.bfloat16
+        big = torch.zeros(5, 3, 256, dtype=bf16)
+        x = big[:, 1]                                   # rows 768 elements apart
+        r = torch.zeros(5, 256, dtype=torch.float32)
+        w = torch.zeros(256, dtype=torch.float32)
+        out = torch.zeros(5, 512, dtype=bf16)[:, :256]
+        rstd = torch.zeros(5)
+        qkv = torch.zeros(7, 6 * 64, dtype=bf16)
+        q = qkv[:, :4 * 64].view(7, 4, 64)
+        stream = mock.Mock(cuda_stream=0)
+        with mock.patch.object(B, "device_context", lambda index: Ctx()), \
+                mock.patch.object(torch.cuda, "device", lambda d: contextlib.nullcontext()), \
+                mock.patch.object(torch.cuda, "current_stream", lambda d: stream):
+            ops._BODIES["fused_add_rms_norm_out"](x, r, w, 1e-5, out, r, rstd, cast=1, run=True)
+            ops._BODIES["qk_rms_norm_out"](q, w[:64], 1e-6, q, run=True)
+        (op, a), (op2, b) = launched
+        assert op == B.ADD_RMSNORM and op2 == B.QK_RMSNORM
+        expect = dict(rows=5, hidden=256, x=x.data_ptr(), y=out.data_ptr(), x_row_stride=768,
+                      y_row_stride=512, weight=w.data_ptr(), bias=None, rstd=rstd.data_ptr(),
+                      mean=None, x_dtype=B.BF16, y_dtype=B.BF16, weight_dtype=B.F32,
+                      residual=r.data_ptr(), residual_out=r.data_ptr(), residual_row_stride=256,
+                      residual_out_row_stride=256, residual_dtype=B.F32, quant=0, cast=1,
+                      struct_size=ctypes_size(B._NormArgs))
+        for field, value in expect.items():
+            assert a[field] == value, (field, a[field], value)
+        assert abs(a["eps"] - 1e-5) < 1e-9
+        expect = dict(rows=7, hidden=64, heads=4, x=q.data_ptr(), y=q.data_ptr(),
+                      x_row_stride=384, y_row_stride=384, x_head_stride=64, y_head_stride=64)
+        for field, value in expect.items():
+            assert b[field] == value, (field, b[field], value)
+
+    @test
     def in_place_forms_write_in_place():
         x, r, w = torch.randn(4, 32), torch.randn(4, 32), torch.randn(32)
         r0 = r.clone()
@@ -369,6 +410,11 @@ def run(mode):
 
     passed = sum(ok for _, ok in results)
     print(f"{mode}: {passed} passed, {len(results) - passed} failed")
+
+
+def ctypes_size(struct):
+    import ctypes
+    return ctypes.sizeof(struct)
 
 
 def _substitute_quant_parser(B):
