@@ -466,6 +466,30 @@ def module_tests():
         assert "normjit: WARNING" in r.stderr, r.stderr[-2000:]
 
     @test
+    def first_call_during_a_capture_creates_the_context_without_breaking_it():
+        # A fresh process whose first normjit call is inside a CUDA graph capture: the
+        # context is created there (no synchronization, no allocation, or the capture
+        # would be invalidated) and the kernel, not prepared, is refused with ENOTREADY.
+        code = """if True:
+            import torch, normjit
+            x = torch.randn(4, 640, device="cuda", dtype=torch.float16)
+            g = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(g):
+                y = x * 2
+                try:
+                    normjit.rms_norm(x, None)
+                except normjit.NormjitError as e:
+                    print(e.name)
+            g.replay()
+            torch.cuda.synchronize()
+            print("capture ok", bool(torch.equal(y, x * 2)))
+        """
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           cwd=os.path.dirname(HERE))
+        assert r.returncode == 0, r.stderr[-3000:]
+        assert "NORMJIT_ENOTREADY" in r.stdout and "capture ok True" in r.stdout, r.stdout
+
+    @test
     def native_kernels_are_in_use():
         from normjit import ops
         assert ops.kernels == "native", ops.kernels
