@@ -697,6 +697,13 @@ def cast_code(cast):
     return code
 
 
+@torch.compiler.assume_constant_result
+def _quant_spec(name):
+    """normjit_quant_from_name, which torch.compile calls while tracing (a ctypes call
+    it cannot trace) and keeps as a constant."""
+    return B.quant_from_name(name)
+
+
 def _records_grad(*tensors):
     return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
 
@@ -718,7 +725,7 @@ def _norm_out(name, op, x, residual, weight, bias, eps, out, residual_out, out_d
     layer = op in (B.LAYERNORM, B.ADD_LAYERNORM)
     fused = op in (B.ADD_RMSNORM, B.ADD_LAYERNORM)
     qname = "none" if quant is None else quant
-    qdtype, mode, group = B.quant_from_name(qname) if quant is not None else (0, 0, 0)
+    qdtype, mode, group = _quant_spec(qname) if quant is not None else (0, 0, 0)
     if mode != B.QUANT_NONE:
         ydtype = _QUANT_DTYPES[qdtype]
         if out_dtype is not None and out_dtype != ydtype:
