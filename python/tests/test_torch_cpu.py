@@ -392,6 +392,7 @@ def run(mode):
 
     @test
     def patch_model_swaps_every_norm():
+        import torch._dynamo
         import transformers
         from normjit import hf
         torch.manual_seed(3)
@@ -426,6 +427,14 @@ def run(mode):
                 after = model(tokens).logits
             torch.testing.assert_close(after, before, rtol=1e-4, atol=1e-4,
                                        msg=lambda m: f"{name}: {m}")
+            # A patched norm compiles whole, also on Gemma 3's transposed q/k layout.
+            torch._dynamo.reset()
+            norm = [m for m in model.modules() if type(m).__name__ in hf.NORMS][-1]
+            compiled = torch.compile(norm, fullgraph=True, dynamic=True, backend="aot_eager")
+            x = torch.randn(2, 5, 4, norm.weight.shape[0]).transpose(1, 2)
+            with torch.no_grad():
+                torch.testing.assert_close(compiled(x), norm(x))
+                torch.testing.assert_close(compiled(x.contiguous()), norm(x.contiguous()))
             assert hf.unpatch_model(model) == expect
 
     passed = sum(ok for _, ok in results)
