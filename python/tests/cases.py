@@ -81,3 +81,28 @@ def grad_refusal_cases(nj, make):
         ("residual_out= with an input that requires grad",
          lambda: nj.fused_add_rms_norm(x, make(4, 64), w, residual_out=make(4, 64))),
     ]
+
+
+def opcheck_samples(make):
+    """(op, args, kwargs) for torch.library.opcheck of every op; make(*shape, dtype=)
+    gives a tensor of random values."""
+    n = torch.ops.normjit
+    x, r, w, b = make(3, 64), make(3, 64), make(64), make(64)
+    g = lambda t: t.clone().requires_grad_()  # noqa: E731
+    e = lambda *s, dtype=torch.float32: make(*s, dtype=dtype)  # noqa: E731
+    return [
+        (n.rms_norm.default, (g(x), g(w), 1e-6), {}),
+        (n.rms_norm.default, (x, w, 1e-6, torch.float16, True, 1), {}),
+        (n.layer_norm.default, (g(x), g(w), g(b), 1e-5), {}),
+        (n.fused_add_rms_norm.default, (g(x), g(r), g(w), 1e-6), {}),
+        (n.fused_add_layer_norm.default, (g(x), g(r), g(w), g(b), 1e-6), {}),
+        (n.qk_rms_norm.default, (g(x).view(3, 4, 16), g(w[:16]), 1e-6), {}),
+        (n.rms_norm_out.default, (x, w, 1e-6, e(3, 64)), {"rstd": e(3)}),
+        (n.rms_norm_out.default, (x, w, 1e-6, e(3, 64, dtype=torch.int8)),
+         {"scales": e(3, 1), "quant": "int8-token"}),
+        (n.layer_norm_out.default, (x, w, b, 1e-6, e(3, 64)), {"mean": e(3), "rstd": e(3)}),
+        (n.fused_add_rms_norm_out.default, (x, r.clone(), w, 1e-6, e(3, 64), e(3, 64)), {}),
+        (n.fused_add_layer_norm_out.default, (x, r.clone(), w, b, 1e-6, e(3, 64), e(3, 64)),
+         {}),
+        (n.qk_rms_norm_out.default, (x.view(3, 4, 16), w[:16], 1e-6, e(3, 4, 16)), {}),
+    ]

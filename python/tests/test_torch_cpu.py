@@ -121,6 +121,17 @@ def run(mode):
             assert all(r.alias_info is None for r in schema.returns), name
 
     @test
+    def opcheck_every_op():
+        # torch.library.opcheck: schema against observed mutations, fake against real
+        # results, autograd registration, and AOT dispatch with static and dynamic shapes.
+        import cases
+        samples = cases.opcheck_samples(lambda *s, dtype=torch.float32: torch.randn(s).to(dtype))
+        for op, args, kwargs in samples:
+            result = torch.library.opcheck(op, args, kwargs, raise_exception=False)
+            bad = {k: v for k, v in result.items() if v != "SUCCESS"}
+            assert not bad, (op, bad)
+
+    @test
     def fake_results_have_the_kernels_layout():
         from torch._subclasses.fake_tensor import FakeTensorMode
         bf16, f32 = torch.bfloat16, torch.float32

@@ -109,6 +109,17 @@ def op_tests():
                 raise AssertionError(f"{name}: nothing raised")
 
     @test
+    def opcheck_every_op():
+        # torch.library.opcheck on the CUDA kernels: schema against observed mutations,
+        # fake against real results, autograd registration, AOT dispatch.
+        for dtype in (torch.float32, torch.bfloat16):
+            make = lambda *s, dtype=dtype: rand(*s, dtype=torch.float32).to(dtype)  # noqa: E731
+            for op, args, kwargs in cases.opcheck_samples(make):
+                result = torch.library.opcheck(op, args, kwargs, raise_exception=False)
+                bad = {k: v for k, v in result.items() if v != "SUCCESS"}
+                assert not bad, (op, dtype, bad)
+
+    @test
     def every_op_and_dtype_against_float64():
         torch.manual_seed(0)
         worst = 1.0
