@@ -924,19 +924,23 @@ def prepare(op, hidden_sizes, dtype, *, weight_dtype=None, out_dtype=None, resid
             result.append(_DTYPES[d])
         return result
 
+    # Every argument is checked before the device is touched.
+    calls = []
+    for x, w, y, r, q, c in itertools.product(
+            codes(dtype, "dtype"), codes(weight_dtype, "weight_dtype"),
+            codes(out_dtype, "out_dtype"), codes(residual_dtype, "residual_dtype"),
+            _as_list(quant), _as_list(cast)):
+        qdtype, mode, group = B.quant_from_name(q) if q is not None else (0, 0, 0)
+        calls.append(dict(x_dtype=x, y_dtype=qdtype or y or x, weight_dtype=w or x,
+                          residual_dtype=r, quant=mode, group_size=group, cast=cast_code(c),
+                          norm_flags=flags,
+                          flags=B.PREPARE_ALL_ALIGNMENTS if all_alignments else 0))
     index = _device_index(device)
     totals = {"compiled": 0, "from_disk": 0, "in_memory": 0, "not_cached": 0}
     with B.bound_to_device(index):
         ctx = B.device_context(index)
-        for x, w, y, r, q, c in itertools.product(
-                codes(dtype, "dtype"), codes(weight_dtype, "weight_dtype"),
-                codes(out_dtype, "out_dtype"), codes(residual_dtype, "residual_dtype"),
-                _as_list(quant), _as_list(cast)):
-            qdtype, mode, group = B.quant_from_name(q) if q is not None else (0, 0, 0)
-            stats = ctx.prepare(code, hidden_sizes, x, y_dtype=qdtype or y or x,
-                                weight_dtype=w or x, residual_dtype=r, quant=mode,
-                                group_size=group, cast=cast_code(c), norm_flags=flags,
-                                flags=B.PREPARE_ALL_ALIGNMENTS if all_alignments else 0)
+        for kw in calls:
+            stats = ctx.prepare(code, hidden_sizes, kw.pop("x_dtype"), **kw)
             for k in totals:
                 totals[k] += stats[k]
     return totals

@@ -235,6 +235,47 @@ def run(mode):
             assert b[field] == value, (field, b[field], value)
 
     @test
+    def prepare_asks_for_every_combination():
+        import contextlib
+        from unittest import mock
+        asked = []
+
+        class Ctx:
+            def prepare(self, op, hidden, x_dtype, **kw):
+                asked.append(dict(op=op, hidden=hidden, x=x_dtype, **kw))
+                return {"compiled": 1, "from_disk": 0, "in_memory": 0, "not_cached": 0}
+
+        with mock.patch.object(B, "device_context", lambda index: Ctx()), \
+                mock.patch.object(B, "bound_to_device", lambda index: contextlib.nullcontext()):
+            stats = normjit.prepare(normjit.fused_add_rms_norm, [4096, 5120], torch.bfloat16,
+                                    weight_dtype=[torch.bfloat16, torch.float32],
+                                    quant=[None, "fp8-group128"], cast="llama",
+                                    column_major_scales=True, device="cuda:0")
+            assert stats["compiled"] == 4, stats
+            assert {(a["weight_dtype"], a["quant"], a["y_dtype"], a["group_size"])
+                    for a in asked} == {(B.BF16, 0, B.BF16, 0), (B.F32, 0, B.BF16, 0),
+                                        (B.BF16, B.QUANT_GROUP, B.FP8_E4M3, 128),
+                                        (B.F32, B.QUANT_GROUP, B.FP8_E4M3, 128)}, asked
+            assert all(a["op"] == B.ADD_RMSNORM and a["hidden"] == [4096, 5120] and
+                       a["cast"] == B.CAST_LLAMA and
+                       a["norm_flags"] == B.NORM_SCALES_COLUMN_MAJOR for a in asked), asked
+            asked.clear()
+            normjit.prepare("layernorm", 2880, [torch.float16, torch.float32], device=0,
+                            all_alignments=True)
+            assert [(a["op"], a["x"], a["flags"]) for a in asked] == [
+                (B.LAYERNORM, B.F16, B.PREPARE_ALL_ALIGNMENTS),
+                (B.LAYERNORM, B.F32, B.PREPARE_ALL_ALIGNMENTS)], asked
+        for bad, exc in (({"op": "softmax"}, ValueError), ({"dtype": torch.float64}, TypeError),
+                         ({"cast": "t5"}, ValueError), ({"device": "cpu"}, ValueError)):
+            kw = dict(op="rmsnorm", hidden_sizes=[64], dtype=torch.float16, device=0) | bad
+            try:
+                normjit.prepare(kw.pop("op"), kw.pop("hidden_sizes"), kw.pop("dtype"), **kw)
+            except exc:
+                pass
+            else:
+                raise AssertionError(f"prepare with {bad} did not raise {exc.__name__}")
+
+    @test
     def in_place_forms_write_in_place():
         x, r, w = torch.randn(4, 32), torch.randn(4, 32), torch.randn(32)
         r0 = r.clone()
