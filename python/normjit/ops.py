@@ -791,6 +791,8 @@ def rms_norm(x, weight=None, eps=1e-6, *, out=None, out_dtype=None, return_rstd=
     form is differentiable; out=, return_rstd and quant results are not.
     """
     if out is None and quant is None and not return_rstd:
+        if out_dtype is None and not weight_plus_one and cast == "none":
+            return _RMS_NORM(x, weight, eps)  # the schema's defaults parse fastest
         return _RMS_NORM(x, weight, eps, out_dtype, weight_plus_one, cast_code(cast))
     return _norm_out("rms_norm", B.RMSNORM, x, None, weight, None, eps, out, None, out_dtype,
                      return_rstd, weight_plus_one, cast, quant, scale, scale_ub, min_scale,
@@ -804,6 +806,8 @@ def layer_norm(x, weight=None, bias=None, eps=1e-5, *, out=None, out_dtype=None,
     (biased variance). bias must have weight's dtype. return_stats adds the fp32 per-row
     mean and rstd. Every other keyword as rms_norm's."""
     if out is None and quant is None and not return_stats:
+        if out_dtype is None and not weight_plus_one and cast == "none":
+            return _LAYER_NORM(x, weight, bias, eps)
         return _LAYER_NORM(x, weight, bias, eps, out_dtype, weight_plus_one, cast_code(cast))
     return _norm_out("layer_norm", B.LAYERNORM, x, None, weight, bias, eps, out, None, out_dtype,
                      return_stats, weight_plus_one, cast, quant, scale, scale_ub, min_scale,
