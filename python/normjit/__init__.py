@@ -34,7 +34,10 @@ def __getattr__(name):
     # The torch part is imported on first use, so that `import normjit` (and the
     # command-line tool) work without torch and without its import time.
     if name in _OPS:
-        return getattr(importlib.import_module(".ops", __name__), name)
-    if name in _SUBMODULES:
-        return importlib.import_module("." + name, __name__)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(".ops", __name__), name)
+    elif name in _SUBMODULES:
+        value = importlib.import_module("." + name, __name__)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value  # later look-ups are plain attribute reads (the hot path)
+    return value
