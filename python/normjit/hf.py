@@ -13,6 +13,10 @@ by one that rounds where that model's own code rounds (the cast mode):
 - Gemma, Gemma 2, Gemma 3: fp32 throughout with 1 + weight, rounded once to
   the input dtype: cast "gemma".
 
+The forward is replaced by giving each module a subclass of its own class
+(made at run time), so pickling a whole patched module (torch.save(model),
+not its state_dict) needs unpatch_model first.
+
 The attention q_norm/k_norm of Qwen3 and Gemma 3 are instances of the same
 classes; Gemma 3 passes them [batch, heads, seq, head_dim] views of a
 [batch, seq, heads, head_dim] projection, which run through the per-head
