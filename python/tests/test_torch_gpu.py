@@ -26,7 +26,6 @@ sys.path.insert(0, HERE)
 import torch  # noqa: E402
 
 import normjit  # noqa: E402
-from normjit import _binding as B  # noqa: E402
 import reference  # noqa: E402
 import cases  # noqa: E402
 
@@ -239,7 +238,6 @@ def op_tests():
         torch.manual_seed(4)
         names = ["fp8-tensor", "fp8-token", "int8-token", "int8-tensor", "fp8-group64",
                  "fp8-group128", "fp8e5m2-tensor", "fp8e5m2-token"]
-        modes = {"tensor": "tensor", "token": "token", "group64": "group", "group128": "group"}
         for dtype in (torch.float16, torch.bfloat16):
             for hidden in (128, 4096, 5120):
                 x = rand(33, hidden, dtype=dtype, scale=4.0)
