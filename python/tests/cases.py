@@ -101,8 +101,8 @@ def opcheck_samples(make):
         (n.rms_norm_out.default, (x, w, 1e-6, e(3, 64, dtype=torch.int8)),
          {"scales": e(3, 1), "quant": "int8-token"}),
         (n.layer_norm_out.default, (x, w, b, 1e-6, e(3, 64)), {"mean": e(3), "rstd": e(3)}),
-        (n.fused_add_rms_norm_out.default, (x, r.clone(), w, 1e-6, e(3, 64), e(3, 64)), {}),
-        (n.fused_add_layer_norm_out.default, (x, r.clone(), w, b, 1e-6, e(3, 64), e(3, 64)),
+        (n.fused_add_rms_norm_out.default, (x, r.clone(), w, 1e-6, e(3, 64), r.clone()), {}),
+        (n.fused_add_layer_norm_out.default, (x, r.clone(), w, b, 1e-6, e(3, 64), r.clone()),
          {}),
         (n.qk_rms_norm_out.default, (x.view(3, 4, 16), w[:16], 1e-6, e(3, 4, 16)), {}),
     ]

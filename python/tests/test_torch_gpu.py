@@ -24,6 +24,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
 import torch  # noqa: E402
+import torch._dynamo  # noqa: E402
 
 import normjit  # noqa: E402
 import reference  # noqa: E402
@@ -322,16 +323,19 @@ def op_tests():
 def module_tests():
     @test
     def module_gradients_match_torch():
+        # normjit's modules against torch's, fed the same values: torch's run in fp32 (for
+        # bf16 inputs too, so that the reference is not itself rounded to bf16).
         torch.manual_seed(6)
         for dtype in (torch.float32, torch.bfloat16):
             for kind in ("rms", "layer", "fused_rms", "fused_layer"):
-                layer = "layer" in kind
+                layer, fused = "layer" in kind, kind.startswith("fused")
                 ref = (torch.nn.LayerNorm(1024) if layer else torch.nn.RMSNorm(1024, eps=1e-6))
-                ref = ref.cuda().to(dtype)
+                ref = ref.cuda()
                 with torch.no_grad():
-                    for p in ref.parameters():
-                        p.normal_(1.0 if p.dim() and p is ref.weight else 0.0, 0.2)
-                if kind.startswith("fused"):
+                    ref.weight.normal_(1.0, 0.2)
+                    if layer:
+                        ref.bias.normal_(0.0, 0.2)
+                if fused:
                     mine = (normjit.nn.FusedAddLayerNorm(1024) if layer else
                             normjit.nn.FusedAddRMSNorm(1024, eps=1e-6))
                 else:
@@ -339,35 +343,31 @@ def module_tests():
                                                                                        eps=1e-6)
                 mine = mine.cuda().to(dtype)
                 mine.load_state_dict(ref.state_dict())
-                x = rand(8, 16, 1024, dtype=dtype).requires_grad_()
-                r = rand(8, 16, 1024, dtype=dtype).requires_grad_()
-                g = rand(8, 16, 1024, dtype=dtype)
-                g2 = rand(8, 16, 1024, dtype=dtype)
+                ref.load_state_dict(mine.state_dict())  # the same (rounded) values
+                x, r = rand(8, 16, 1024, dtype=dtype), rand(8, 16, 1024, dtype=dtype)
+                g, g2 = rand(8, 16, 1024), rand(8, 16, 1024)
                 grads = []
-                for m in (ref, mine):
-                    x.grad = r.grad = None
-                    m.zero_grad()
-                    if kind.startswith("fused"):
+                for m, t in ((ref, torch.float32), (mine, dtype)):
+                    xi, ri = x.to(t).requires_grad_(), r.to(t).requires_grad_()
+                    if fused:
                         if m is ref:
-                            s = x + r
+                            s = (xi + ri).to(dtype).to(t)  # the sum rounds to the inputs' dtype
                             y = m(s)
                         else:
-                            y, s = m(x, r)
-                        ((y.float() * g.float()).sum() + (s.float() * g2.float()).sum()).backward()
-                        grads.append([x.grad, r.grad] + [p.grad for p in m.parameters()])
+                            y, s = m(xi, ri)
+                        ((y.float() * g).sum() + (s.float() * g2).sum()).backward()
+                        grads.append([xi.grad, ri.grad] + [p.grad for p in m.parameters()])
                     else:
-                        (m(x).float() * g.float()).sum().backward()
-                        grads.append([x.grad] + [p.grad for p in m.parameters()])
-                tol = dict(rtol=1e-4, atol=1e-4) if dtype == torch.float32 else \
-                    dict(rtol=2e-2, atol=2e-2)
-                for a, b_ in zip(*grads):
-                    torch.testing.assert_close(b_.float(), a.float(), **tol,
-                                               msg=lambda m_: f"{kind} {dtype}: {m_}")
+                        (m(xi).float() * g).sum().backward()
+                        grads.append([xi.grad] + [p.grad for p in m.parameters()])
+                tol = 1e-4 if dtype == torch.float32 else 2e-2
+                for i, (a, b_) in enumerate(zip(*grads)):
+                    err = float((b_.float() - a.float()).abs().max() / a.float().abs().max())
+                    assert err <= tol, f"{kind} {dtype}: gradient {i} off by {err:.2e} of its max"
 
     @test
     def decoder_compiled_dynamic_batch_and_cuda_graph():
         torch.manual_seed(7)
-        import torch._dynamo
         for layer in (False, True):
             torch._dynamo.reset()
             model = reference.Decoder(hidden=256, ffn=512, use_normjit=True,
@@ -375,9 +375,10 @@ def module_tests():
             plain = reference.Decoder(hidden=256, ffn=512, use_normjit=False,
                                       layer_norm=layer).cuda()
             plain.load_state_dict(model.state_dict())
-            op = "add_layernorm" if layer else "add_rmsnorm"
-            normjit.prepare(op, [256], torch.float32)
-            normjit.prepare("layernorm" if layer else "rmsnorm", [256], torch.float32)
+            fused = normjit.fused_add_layer_norm if layer else normjit.fused_add_rms_norm
+            normjit.prepare(fused, [256], torch.float32)
+            normjit.prepare(normjit.layer_norm if layer else normjit.rms_norm, [256],
+                            torch.float32)
             with torch.no_grad():
                 compiled = torch.compile(model, fullgraph=True, dynamic=True)
                 for batch in (2, 3, 5):
@@ -455,7 +456,11 @@ def module_tests():
                     y = m(i)
                     assert y.dtype == o.dtype and y.shape == o.shape, name
                     d = ulps(y.contiguous(), o.contiguous())
-                    assert int(d.max()) <= 1, f"{name}: {type(m).__name__} {int(d.max())} ulps"
+                    # The llama cast rounds twice: a sum of squares reduced in another order
+                    # can move the first rounding by one ulp, and the product by two.
+                    most = 2 if hf.NORMS[type(m).__name__][0] == "llama" else 1
+                    assert int(d.max()) <= most, \
+                        f"{name}: {type(m).__name__} {int(d.max())} ulps"
                     worst = min(worst, float((d == 0).float().mean()))
                 after = model.generate(prompt, max_new_tokens=12, do_sample=False)
             assert worst >= 0.999, f"{name}: a norm has only {worst:.5f} of its bits equal"
