@@ -279,6 +279,36 @@ def op_tests():
                 assert q.dtype == torch.float8_e4m3fn and s.shape == (33, 1)
 
     @test
+    def fresh_threads_launch_on_their_streams():
+        # A new thread has no CUDA context current until the CUDA runtime makes one so;
+        # its first call may be normjit's (the native kernels then make torch's primary
+        # context current). Each thread launches on its own stream.
+        import threading
+        x = rand(64, 2048)
+        w = rand(2048) + 1
+        expect = normjit.rms_norm(x, w)
+        torch.cuda.synchronize()
+        got, errors = [None] * 4, []
+
+        def work(i):
+            try:
+                stream = torch.cuda.Stream()
+                with torch.cuda.stream(stream):
+                    y = normjit.rms_norm(x, w)
+                    y2, _ = normjit.fused_add_rms_norm(x, y.clone(), w)
+                stream.synchronize()
+                got[i] = y
+            except Exception as e:  # reported below, from the main thread
+                errors.append(e)
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors, errors
+        assert all(torch.equal(y, expect) for y in got)
+
+    @test
     def ops_captured_in_a_cuda_graph_after_prepare():
         torch.manual_seed(5)
         hidden, dtype = 3072, torch.bfloat16
