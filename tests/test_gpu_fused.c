@@ -2067,7 +2067,7 @@ static void test_graph_capture(void **state)
     aq.eps = EPS;
     aq.cast = LLAMA;
     missing = a8;
-    missing.flags = COLMAJ; /* not prepared */
+    missing.hidden = 4224; /* a size nobody prepared (hidden is compiled in) */
 
     assert_int_equal(gpu.drv->stream_create(&stream, CU_STREAM_NON_BLOCKING), CUDA_SUCCESS);
     assert_int_equal(gpu.drv->stream_begin_capture(stream, CU_STREAM_CAPTURE_MODE_GLOBAL),
