@@ -2001,6 +2001,8 @@ static void upload_inputs(const graph_inputs *in, const graph_io *g8, const grap
         nj_gpu_poison(&gpu, gs[k]->stats, (size_t)gs[k]->rows * 4);
         nj_gpu_poison(&gpu, gs[k]->scales, gs[k]->scales_bytes);
     }
+    /* Copies and memsets go to the legacy stream, which a non-blocking stream does not wait for. */
+    nj_gpu_sync(&gpu);
 }
 
 static size_t download_outputs(const graph_io *g8, const graph_io *g3000, CUdeviceptr qkv,
