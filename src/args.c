@@ -48,8 +48,12 @@ static int overlap(const void *a, int64_t a_len, const void *b, int64_t b_len)
     return a && b && pa < pb + (uint64_t)b_len && pb < pa + (uint64_t)a_len;
 }
 
+/* A dtype of values (x, weight, residual): f32, f16 or bf16. */
 static int check_value_dtype(int32_t dtype, const char *what)
 {
+    if (nj_dtype_is_code(dtype))
+        return nj_fail(NORMJIT_EINVAL, "%s %s is not an input dtype (f32, f16 or bf16)", what,
+                       nj_dtype_name(dtype));
     if (!nj_dtype_is_float(dtype))
         return nj_fail(NORMJIT_EINVAL,
                        "%s %d is not a normjit dtype (NORMJIT_DTYPE_F32, _F16 or _BF16)", what,
@@ -143,48 +147,46 @@ static int check_quant(const nj_op_desc *d, nj_call *c)
 {
     normjit_norm_args *a = &c->a;
     const char *name = d->name;
-    const int column_major = (a->flags & NORMJIT_NORM_SCALES_COLUMN_MAJOR) != 0;
+    const int q = a->quant, column_major = (a->flags & NORMJIT_NORM_SCALES_COLUMN_MAJOR) != 0;
 
-    if (a->quant < NORMJIT_QUANT_NONE || a->quant > NORMJIT_QUANT_GROUP)
-        return nj_fail(NORMJIT_EINVAL, "%s: quant %d is not a normjit_quant", name, a->quant);
-    if (a->quant == NORMJIT_QUANT_NONE) {
-        if (nj_dtype_is_code(a->y_dtype))
-            return nj_fail(NORMJIT_EINVAL,
-                           "%s: y_dtype %s holds quantized codes: set quant (tensor, token or "
-                           "group)",
-                           name, nj_dtype_name(a->y_dtype));
-        if (a->scale || a->scales || a->group_size || a->scales_stride || a->min_scale != 0.0f ||
-            (a->flags & (NORMJIT_NORM_SCALES_COLUMN_MAJOR | NORMJIT_NORM_SCALES_POW2)))
-            return nj_fail(NORMJIT_EINVAL,
-                           "%s: scale, scales, scales_stride, group_size, min_scale and the "
-                           "SCALES flags go with a quant mode; quant is NONE",
-                           name);
-        return NORMJIT_OK;
-    }
-    if (!d->quant)
-        return nj_fail(NORMJIT_EUNSUPPORTED, "%s: quant: this op has no quantized outputs", name);
-    if (!nj_dtype_is_code(a->y_dtype))
+    if (q < NORMJIT_QUANT_NONE || q > NORMJIT_QUANT_GROUP)
+        return nj_fail(NORMJIT_EINVAL, "%s: quant (%d) is not a normjit_quant", name, q);
+    if (q && !d->quant)
+        return nj_fail(NORMJIT_EUNSUPPORTED, "%s: quant must be NORMJIT_QUANT_NONE (this op "
+                                             "has no quantized outputs)",
+                       name);
+    if (!q && nj_dtype_is_code(a->y_dtype))
+        return nj_fail(NORMJIT_EINVAL, "%s: y_dtype %s needs a quant mode (tensor, token or "
+                                       "group)",
+                       name, nj_dtype_name(a->y_dtype));
+    if (q && !nj_dtype_is_code(a->y_dtype))
         return nj_fail(NORMJIT_EINVAL,
-                       "%s: quant %s needs y_dtype NORMJIT_DTYPE_FP8_E4M3, _FP8_E5M2 or _INT8, "
-                       "not %d",
-                       name, nj_quant_name(a->quant), (int)a->y_dtype);
+                       "%s: quant %s needs y_dtype fp8e4m3, fp8e5m2 or int8 (NORMJIT_DTYPE_FP8_E4M3, "
+                       "_FP8_E5M2, _INT8), not %d",
+                       name, nj_quant_name(q), (int)a->y_dtype);
+    /* Each field only with the modes that read it. */
+    if (a->scales && q != NORMJIT_QUANT_TOKEN && q != NORMJIT_QUANT_GROUP)
+        return nj_fail(NORMJIT_EINVAL, "%s: scales is only for quant TOKEN and GROUP", name);
+    if (a->scale && q != NORMJIT_QUANT_TENSOR && q != NORMJIT_QUANT_TOKEN)
+        return nj_fail(NORMJIT_EINVAL, "%s: scale is only for quant TENSOR and TOKEN", name);
+    if ((a->group_size || a->scales_stride) && q != NORMJIT_QUANT_GROUP)
+        return nj_fail(NORMJIT_EINVAL, "%s: %s is only for quant GROUP", name,
+                       a->group_size ? "group_size" : "scales_stride");
+    if (column_major && q != NORMJIT_QUANT_GROUP)
+        return nj_fail(NORMJIT_EINVAL, "%s: NORMJIT_NORM_SCALES_COLUMN_MAJOR needs quant GROUP",
+                       name);
+    if ((a->flags & NORMJIT_NORM_SCALES_POW2) && q != NORMJIT_QUANT_GROUP)
+        return nj_fail(NORMJIT_EINVAL, "%s: NORMJIT_NORM_SCALES_POW2 needs quant GROUP", name);
+    if (a->min_scale != 0.0f && q != NORMJIT_QUANT_TOKEN && q != NORMJIT_QUANT_GROUP)
+        return nj_fail(NORMJIT_EINVAL, "%s: min_scale is only for quant TOKEN and GROUP", name);
+    if (!q)
+        return NORMJIT_OK;
     if (!(a->min_scale >= 0.0f) || isinf(a->min_scale))
         return nj_fail(NORMJIT_EINVAL, "%s: min_scale (%g) must be finite and not negative", name,
                        (double)a->min_scale);
-    if (a->quant == NORMJIT_QUANT_TENSOR && (!a->scale || a->scales))
-        return nj_fail(NORMJIT_EINVAL,
-                       "%s: quant tensor needs scale (the fp32 scale) and no scales", name);
-    if (a->quant != NORMJIT_QUANT_TENSOR && !a->scales)
-        return nj_fail(NORMJIT_EINVAL, "%s: quant %s needs scales (fp32 outputs)", name,
-                       nj_quant_name(a->quant));
-    if (a->quant != NORMJIT_QUANT_GROUP &&
-        (a->group_size || a->scales_stride ||
-         (a->flags & (NORMJIT_NORM_SCALES_COLUMN_MAJOR | NORMJIT_NORM_SCALES_POW2))))
-        return nj_fail(NORMJIT_EINVAL,
-                       "%s: group_size, scales_stride and the SCALES flags go with quant group",
-                       name);
-    if (a->quant == NORMJIT_QUANT_GROUP) {
-        const int64_t groups = a->group_size ? a->hidden / a->group_size : 0;
+    if (q == NORMJIT_QUANT_GROUP) {
+        const int64_t groups = a->group_size > 0 ? a->hidden / a->group_size : 0;
+        const int64_t least = column_major ? a->rows : groups;
         if (a->group_size != 64 && a->group_size != 128)
             return nj_fail(NORMJIT_EINVAL, "%s: group_size (%d) must be 64 or 128", name,
                            (int)a->group_size);
@@ -192,18 +194,16 @@ static int check_quant(const nj_op_desc *d, nj_call *c)
             return nj_fail(NORMJIT_EINVAL, "%s: group_size (%d) does not divide hidden (%lld)",
                            name, (int)a->group_size, (long long)a->hidden);
         if (a->scales_stride == 0)
-            a->scales_stride = column_major ? a->rows : groups;
-        if (a->scales_stride < (column_major ? a->rows : groups))
-            return nj_fail(NORMJIT_EINVAL,
-                           "%s: scales_stride (%lld) is smaller than the %s (%lld)", name,
-                           (long long)a->scales_stride,
-                           column_major ? "rows" : "groups of a row",
-                           (long long)(column_major ? a->rows : groups));
+            a->scales_stride = least;
+        if (a->scales_stride < least)
+            return nj_fail(NORMJIT_EINVAL, "%s: scales_stride (%lld) is smaller than %s (%lld)",
+                           name, (long long)a->scales_stride,
+                           column_major ? "rows" : "hidden / group_size", (long long)least);
     }
     if (a->min_scale == 0.0f) {
         const float qmax = nj_dtype_qmax(a->y_dtype);
         /* The defaults of the engines each mode follows (normjit.h). */
-        a->min_scale = a->quant == NORMJIT_QUANT_GROUP ? 1e-10f / qmax : 1.0f / (qmax * 512.0f);
+        a->min_scale = q == NORMJIT_QUANT_GROUP ? 1e-10f / qmax : 1.0f / (qmax * 512.0f);
     }
     return NORMJIT_OK;
 }
@@ -218,39 +218,66 @@ static int check_op_fields(const nj_op_desc *d, nj_call *c)
     if (d->tensors & NJ_T_RES) {
         if (a->residual_dtype == NORMJIT_DTYPE_NONE)
             a->residual_dtype = a->x_dtype;
-        if ((status = check_value_dtype(a->residual_dtype, "residual_dtype")) != NORMJIT_OK)
-            return status;
-        if ((status = check_stride(&a->residual_row_stride, a->hidden, a->hidden,
+        if ((status = check_value_dtype(a->residual_dtype, "residual_dtype")) != NORMJIT_OK ||
+            (status = check_stride(&a->residual_row_stride, a->hidden, a->hidden,
                                    "residual_row_stride", "hidden")) != NORMJIT_OK ||
             (status = check_stride(&a->residual_out_row_stride, a->hidden, a->hidden,
                                    "residual_out_row_stride", "hidden")) != NORMJIT_OK)
             return status;
-    } else if (a->residual || a->residual_out || a->residual_dtype || a->residual_row_stride ||
-               a->residual_out_row_stride) {
-        return nj_fail(NORMJIT_EINVAL,
-                       "%s: residual, residual_out and their strides and dtype are arguments "
-                       "of add_rmsnorm and add_layernorm; pass zeros",
-                       name);
+    } else {
+        const char *given = a->residual                  ? "residual"
+                            : a->residual_out            ? "residual_out"
+                            : a->residual_dtype          ? "residual_dtype"
+                            : a->residual_row_stride     ? "residual_row_stride"
+                            : a->residual_out_row_stride ? "residual_out_row_stride"
+                                                         : NULL;
+        if (given)
+            return nj_fail(NORMJIT_EINVAL, "%s: %s is only for add_rmsnorm and add_layernorm",
+                           name, given);
     }
     if (d->tensors & NJ_T_HEADS) {
         if (a->heads == 0)
             a->heads = 1;
-        if (a->heads < 0)
-            return nj_fail(NORMJIT_EINVAL, "%s: heads (%lld) is negative", name,
+        if (a->heads < 1)
+            return nj_fail(NORMJIT_EINVAL, "%s: heads (%lld) must be at least 1", name,
                            (long long)a->heads);
         if ((status = check_stride(&a->x_head_stride, a->hidden, a->hidden, "x_head_stride",
                                    "hidden")) != NORMJIT_OK ||
             (status = check_stride(&a->y_head_stride, a->hidden, a->hidden, "y_head_stride",
                                    "hidden")) != NORMJIT_OK)
             return status;
-    } else if (a->heads > 1 || a->heads < 0 || a->x_head_stride || a->y_head_stride) {
-        return nj_fail(NORMJIT_EINVAL,
-                       "%s: heads and the head strides are arguments of qk_rmsnorm; pass zeros",
-                       name);
     } else {
+        const char *given = a->heads           ? "heads"
+                            : a->x_head_stride ? "x_head_stride"
+                            : a->y_head_stride ? "y_head_stride"
+                                               : NULL;
+        if (given)
+            return nj_fail(NORMJIT_EINVAL, "%s: %s is only for qk_rmsnorm", name, given);
         a->heads = 1;
     }
     return NORMJIT_OK;
+}
+
+/*
+ * A row stride: 0 means the heads of a token packed (heads x head stride, or
+ * hidden); it must leave room for them.
+ */
+static int check_row_stride(const normjit_norm_args *a, int64_t *stride, int64_t head_stride,
+                            const char *what, const char *head_what)
+{
+    if (a->heads > 1) {
+        if (a->heads > INT64_MAX / head_stride)
+            return nj_fail(NORMJIT_EINVAL, "%s: heads (%lld) x %s (%lld) overflows", what,
+                           (long long)a->heads, head_what, (long long)head_stride);
+        if (*stride == 0)
+            *stride = a->heads * head_stride;
+        if (*stride < a->heads * head_stride)
+            return nj_fail(NORMJIT_EINVAL, "%s (%lld) is smaller than heads (%lld) x %s (%lld)",
+                           what, (long long)*stride, (long long)a->heads, head_what,
+                           (long long)head_stride);
+        return NORMJIT_OK;
+    }
+    return check_stride(stride, a->hidden, a->hidden, what, "hidden");
 }
 
 /* A row's width in elements: one row, or all its heads through their stride. */
@@ -299,22 +326,28 @@ int nj_call_check(int op, const normjit_norm_args *in, nj_call *c)
     if (a->reserved0)
         return nj_fail(NORMJIT_EINVAL, "%s: reserved0 (%d) must be 0", name, (int)a->reserved0);
     if (a->cast < NORMJIT_CAST_NONE || a->cast > NORMJIT_CAST_GEMMA)
-        return nj_fail(NORMJIT_EINVAL, "%s: cast %d is not a normjit_cast", name, (int)a->cast);
+        return nj_fail(NORMJIT_EINVAL, "%s: cast (%d) is not a normjit_cast", name, (int)a->cast);
     if ((status = check_op_fields(d, c)) != NORMJIT_OK)
         return status;
-    /* A token's heads take heads * head_stride elements by default. */
-    if ((status = check_stride(&a->x_row_stride,
-                               a->heads > 1 ? a->heads * a->x_head_stride : a->hidden,
-                               row_width(a, a->x_head_stride), "x_row_stride",
-                               a->heads > 1 ? "the heads of a token" : "hidden")) != NORMJIT_OK ||
-        (status = check_stride(&a->y_row_stride,
-                               a->heads > 1 ? a->heads * a->y_head_stride : a->hidden,
-                               row_width(a, a->y_head_stride), "y_row_stride",
-                               a->heads > 1 ? "the heads of a token" : "hidden")) != NORMJIT_OK)
+    /* In place is one tensor: x's sizes and strides, before y's strides are checked. */
+    if (a->x && a->x == a->y &&
+        (nj_dtype_size(a->x_dtype) != nj_dtype_size(a->y_dtype) ||
+         a->x_head_stride != a->y_head_stride ||
+         (a->x_row_stride ? a->x_row_stride : a->hidden * a->heads) !=
+             (a->y_row_stride ? a->y_row_stride : a->hidden * a->heads)))
+        return nj_fail(NORMJIT_EINVAL,
+                       "%s: in place (y == x) needs the same element size and row stride for x "
+                       "and y",
+                       name);
+    if ((status = check_row_stride(a, &a->x_row_stride, a->x_head_stride, "x_row_stride",
+                                   "x_head_stride")) != NORMJIT_OK ||
+        (status = check_row_stride(a, &a->y_row_stride, a->y_head_stride, "y_row_stride",
+                                   "y_head_stride")) != NORMJIT_OK)
         return status;
     tin = (d->tensors & NJ_T_RES) ? a->residual_dtype : a->x_dtype;
     if (a->weight || a->bias) {
-        if ((status = check_value_dtype(a->weight_dtype, "weight_dtype")) != NORMJIT_OK)
+        if (!nj_dtype_is_code(a->weight_dtype) &&
+            (status = check_value_dtype(a->weight_dtype, "weight_dtype")) != NORMJIT_OK)
             return status;
         if (a->weight_dtype != tin && a->weight_dtype != NORMJIT_DTYPE_F32)
             return nj_fail(NORMJIT_EUNSUPPORTED,
@@ -328,7 +361,8 @@ int nj_call_check(int op, const normjit_norm_args *in, nj_call *c)
     if ((a->flags & NORMJIT_NORM_WEIGHT_PLUS_ONE) && !a->weight)
         return nj_fail(NORMJIT_EINVAL, "%s: NORMJIT_NORM_WEIGHT_PLUS_ONE needs a weight", name);
     if (a->cast == NORMJIT_CAST_GEMMA && !a->weight)
-        return nj_fail(NORMJIT_EINVAL, "%s: cast GEMMA scales by (1 + weight) and needs a weight",
+        return nj_fail(NORMJIT_EINVAL, "%s: NORMJIT_CAST_GEMMA needs a weight (it scales by 1 + "
+                                       "weight)",
                        name);
     if (!(d->tensors & NJ_T_B) && a->bias)
         return nj_fail(NORMJIT_EINVAL, "%s: bias is a LayerNorm argument; pass NULL", name);
@@ -366,6 +400,12 @@ int nj_call_check(int op, const normjit_norm_args *in, nj_call *c)
         return nj_fail(NORMJIT_EINVAL, "%s: residual_out is NULL (pass residual to update it in "
                                        "place)",
                        name);
+    if (a->quant == NORMJIT_QUANT_TENSOR && !a->scale)
+        return nj_fail(NORMJIT_EINVAL, "%s: scale is NULL (quant tensor reads the fp32 scale)",
+                       name);
+    if ((a->quant == NORMJIT_QUANT_TOKEN || a->quant == NORMJIT_QUANT_GROUP) && !a->scales)
+        return nj_fail(NORMJIT_EINVAL, "%s: scales is NULL (quant %s writes the fp32 scales)",
+                       name, nj_quant_name(a->quant));
     if ((status = check_aligned(a->x, sx, "x")) != NORMJIT_OK ||
         (status = check_aligned(a->y, sy, "y")) != NORMJIT_OK ||
         (status = check_aligned(a->weight, sw, "weight")) != NORMJIT_OK ||
@@ -403,11 +443,7 @@ int nj_call_check(int op, const normjit_norm_args *in, nj_call *c)
 
     /* Overlaps. y may be x and residual_out may be residual, as the same tensor. */
     if (a->x == a->y) {
-        if (sx != sy || a->x_row_stride != a->y_row_stride || a->x_head_stride != a->y_head_stride)
-            return nj_fail(NORMJIT_EINVAL,
-                           "%s: in place (y == x) needs the same element size and row stride "
-                           "for x and y",
-                           name);
+        /* the sizes and strides were checked above */
     } else if (overlap(a->x, x_bytes, a->y, y_bytes)) {
         return nj_fail(NORMJIT_EINVAL, "%s: x and y overlap without being the same tensor", name);
     }
@@ -422,33 +458,41 @@ int nj_call_check(int op, const normjit_norm_args *in, nj_call *c)
                        name);
     }
     {
-        /* Every tensor written, against every other tensor (the two pairs above excepted). */
+        /* Every pair of which one is written or both are rows (the two pairs above excepted). */
+        enum { T_X, T_Y, T_W, T_B, T_RES, T_RES_OUT, T_RSTD, T_MEAN, T_SCALE, T_SCALES, T_N };
         const struct {
             const void *p;
             int64_t bytes;
             const char *what;
-            int written;
-        } t[] = {{a->x, x_bytes, "x", 0},
-                 {a->y, y_bytes, "y", 1},
-                 {a->weight, a->hidden * sw, "weight", 0},
-                 {a->bias, a->hidden * sw, "bias", 0},
-                 {sr ? a->residual : NULL, r_bytes, "residual", 0},
-                 {sr ? a->residual_out : NULL, ro_bytes, "residual_out", 1},
-                 {a->rstd, a->rows * a->heads * 4, "rstd", 1},
-                 {a->mean, a->rows * 4, "mean", 1},
-                 {a->scale, 4, "scale", 0},
-                 {a->scales, sc_bytes, "scales", 1}};
-        const int n = (int)(sizeof t / sizeof t[0]);
+            int written, row;
+        } t[T_N] = {{a->x, x_bytes, "x", 0, 1},
+                    {a->y, y_bytes, "y", 1, 1},
+                    {a->weight, a->hidden * sw, "weight", 0, 0},
+                    {a->bias, a->hidden * sw, "bias", 0, 0},
+                    {sr ? a->residual : NULL, r_bytes, "residual", 0, 1},
+                    {sr ? a->residual_out : NULL, ro_bytes, "residual_out", 1, 1},
+                    {a->rstd, a->rows * a->heads * 4, "rstd", 1, 0},
+                    {a->mean, a->rows * 4, "mean", 1, 0},
+                    {a->scale, 4, "scale", 0, 0},
+                    {a->scales, sc_bytes, "scales", 1, 0}};
         int i, j;
-        for (i = 0; i < n; i++)
-            for (j = i + 1; j < n; j++) {
-                if (!t[i].written && !t[j].written)
+        for (i = 0; i < T_N; i++)
+            for (j = i + 1; j < T_N; j++) {
+                if (!(t[i].written || t[j].written || (t[i].row && t[j].row)))
                     continue;
-                if ((i == 0 && j == 1) || (i == 4 && j == 5))
+                if ((i == T_X && j == T_Y) || (i == T_RES && j == T_RES_OUT))
                     continue; /* checked above */
-                if (overlap(t[i].p, t[i].bytes, t[j].p, t[j].bytes))
-                    return nj_fail(NORMJIT_EINVAL, "%s: %s and %s overlap", name, t[i].what,
-                                   t[j].what);
+                if (!overlap(t[i].p, t[i].bytes, t[j].p, t[j].bytes))
+                    continue;
+                /* Name the small outputs first: "rstd or mean overlaps y". */
+                if (j == T_RSTD || j == T_MEAN)
+                    return nj_fail(NORMJIT_EINVAL, "%s: rstd or mean overlaps %s", name,
+                                   t[i].what);
+                if (j == T_SCALE || j == T_SCALES)
+                    return nj_fail(NORMJIT_EINVAL, "%s: %s overlaps %s", name, t[j].what,
+                                   t[i].what);
+                return nj_fail(NORMJIT_EINVAL, "%s: %s and %s overlap", name, t[i].what,
+                               t[j].what);
             }
     }
     {
@@ -518,7 +562,7 @@ int nj_prepare_check(const normjit_prepare_args *in, normjit_prepare_args *a, nj
         return nj_fail(NORMJIT_EINVAL, "prepare: y_dtype %d is not a normjit dtype",
                        (int)a->y_dtype);
     if (a->reserved0)
-        return nj_fail(NORMJIT_EINVAL, "prepare: reserved0 must be 0");
+        return nj_fail(NORMJIT_EINVAL, "prepare: reserved0 (%d) must be 0", (int)a->reserved0);
     if (a->norm_flags & ~NJ_KNOWN_FLAGS)
         return nj_fail(NORMJIT_EINVAL, "prepare: unknown norm_flags 0x%x",
                        a->norm_flags & ~NJ_KNOWN_FLAGS);
@@ -528,26 +572,34 @@ int nj_prepare_check(const normjit_prepare_args *in, normjit_prepare_args *a, nj
         if ((status = check_value_dtype(a->residual_dtype, "residual_dtype")) != NORMJIT_OK)
             return status;
     } else if (a->residual_dtype) {
-        return nj_fail(NORMJIT_EINVAL, "prepare: residual_dtype goes with add_rmsnorm and "
-                                       "add_layernorm");
+        return nj_fail(NORMJIT_EINVAL,
+                       "prepare: residual_dtype is only for add_rmsnorm and add_layernorm");
     }
     tin = (d->tensors & NJ_T_RES) ? a->residual_dtype : a->x_dtype;
     if (a->weight_dtype == NORMJIT_DTYPE_NONE)
         a->weight_dtype = tin;
-    if ((status = check_value_dtype(a->weight_dtype, "weight_dtype")) != NORMJIT_OK)
+    if (!nj_dtype_is_code(a->weight_dtype) &&
+        (status = check_value_dtype(a->weight_dtype, "weight_dtype")) != NORMJIT_OK)
         return status;
     if (a->weight_dtype != tin && a->weight_dtype != NORMJIT_DTYPE_F32)
-        return nj_fail(NORMJIT_EUNSUPPORTED, "prepare: weight_dtype must be x_dtype or f32");
+        return nj_fail(NORMJIT_EUNSUPPORTED, "prepare: weight_dtype must be %s or f32",
+                       (d->tensors & NJ_T_RES) ? "residual_dtype" : "x_dtype");
     if (a->cast < NORMJIT_CAST_NONE || a->cast > NORMJIT_CAST_GEMMA)
-        return nj_fail(NORMJIT_EINVAL, "prepare: cast %d is not a normjit_cast", (int)a->cast);
-    if (a->quant < NORMJIT_QUANT_NONE || a->quant > NORMJIT_QUANT_GROUP ||
-        (a->quant != 0) != (nj_dtype_is_code(a->y_dtype) != 0))
-        return nj_fail(NORMJIT_EINVAL,
-                       "prepare: quant %d does not fit y_dtype %d (codes need a quant mode and "
-                       "the reverse)",
-                       (int)a->quant, (int)a->y_dtype);
+        return nj_fail(NORMJIT_EINVAL, "prepare: cast (%d) is not a normjit_cast", (int)a->cast);
+    if (a->quant < NORMJIT_QUANT_NONE || a->quant > NORMJIT_QUANT_GROUP)
+        return nj_fail(NORMJIT_EINVAL, "prepare: quant (%d) is not a normjit_quant",
+                       (int)a->quant);
     if (a->quant && !d->quant)
-        return nj_fail(NORMJIT_EUNSUPPORTED, "prepare: %s has no quantized outputs", d->name);
+        return nj_fail(NORMJIT_EUNSUPPORTED, "prepare: %s: quant must be NORMJIT_QUANT_NONE",
+                       d->name);
+    if (!a->quant && nj_dtype_is_code(a->y_dtype))
+        return nj_fail(NORMJIT_EINVAL, "prepare: y_dtype %s needs a quant mode",
+                       nj_dtype_name(a->y_dtype));
+    if (a->quant && !nj_dtype_is_code(a->y_dtype))
+        return nj_fail(NORMJIT_EINVAL, "prepare: quant %s needs y_dtype fp8e4m3, fp8e5m2 or int8",
+                       nj_quant_name(a->quant));
+    if ((a->norm_flags & NORMJIT_NORM_SCALES_POW2) && a->quant != NORMJIT_QUANT_GROUP)
+        return nj_fail(NORMJIT_EINVAL, "prepare: NORMJIT_NORM_SCALES_POW2 needs quant GROUP");
     if ((a->quant == NORMJIT_QUANT_GROUP) != (a->group_size != 0) ||
         (a->group_size && a->group_size != 64 && a->group_size != 128))
         return nj_fail(NORMJIT_EINVAL, "prepare: group_size (%d) must be 64 or 128 with quant "

@@ -80,6 +80,11 @@ void nj_gpu_poison(const nj_gpu *g, CUdeviceptr p, size_t bytes)
     check(g, g->x->memset_d8(p, 0xff, bytes), "cuMemsetD8");
 }
 
+void nj_gpu_fill(const nj_gpu *g, CUdeviceptr p, size_t bytes, unsigned char value)
+{
+    check(g, g->x->memset_d8(p, value, bytes), "cuMemsetD8");
+}
+
 void nj_gpu_sync(const nj_gpu *g)
 {
     check(g, g->x->ctx_synchronize(), "cuCtxSynchronize");

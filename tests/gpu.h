@@ -31,6 +31,8 @@ void nj_gpu_free(const nj_gpu *g, CUdeviceptr p);
 void nj_gpu_upload(const nj_gpu *g, CUdeviceptr dst, const void *src, size_t bytes);
 void nj_gpu_download(const nj_gpu *g, void *dst, CUdeviceptr src, size_t bytes);
 void nj_gpu_poison(const nj_gpu *g, CUdeviceptr p, size_t bytes); /* 0xFF bytes: NaN in every dtype */
+/* Set every byte to `value` (a second poison: int8 has no NaN, and a NaN output must show as written). */
+void nj_gpu_fill(const nj_gpu *g, CUdeviceptr p, size_t bytes, unsigned char value);
 void nj_gpu_sync(const nj_gpu *g);
 
 #define NJ_PTR(d) ((void *)(uintptr_t)(d))

@@ -175,7 +175,7 @@ typedef struct bad_case {
     X(x_y_overlap, RMS, a->y = P(0x100000 + 4096), EINVAL_, "x and y overlap without being the same") \
     X(in_place_strides, RMS, (a->x = a->y, a->x_row_stride = 8192), EINVAL_, "in place (y == x) needs the same") \
     X(in_place_dtypes, RMS, (a->x = a->y, a->x_dtype = a->weight_dtype = F32), EINVAL_, "in place (y == x) needs the same") \
-    X(rstd_overlaps_y, RMS, a->rstd = P(0x200000 + 64), EINVAL_, "y and rstd overlap") \
+    X(rstd_overlaps_y, RMS, a->rstd = P(0x200000 + 64), EINVAL_, "rstd or mean overlaps") \
     X(plus_one_no_weight, RMS, (a->flags = NORMJIT_NORM_WEIGHT_PLUS_ONE, a->weight = NULL), EINVAL_, "NORMJIT_NORM_WEIGHT_PLUS_ONE needs a weight") \
     X(rows_stride_overflow, RMS, (a->rows = 1ll << 40, a->x_row_stride = 1 << 24), EINVAL_, "overflows the address space") \
     X(end_of_address_space, LN, a->y = P(UINTPTR_MAX - 15), EINVAL_, "overflows the address space")
@@ -416,7 +416,7 @@ static void test_prepare_rejects_bad_args(void **state)
         {"unknown flags", 1, 0x10, ok, 1, NORMJIT_EINVAL, "prepare: unknown flags 0x10"},
         {"bad op", 2, 9, ok, 1, NORMJIT_EINVAL, "op 9 is not a normjit_op"},
         {"bad x dtype", 3, 0, ok, 1, NORMJIT_EINVAL, "x_dtype 0"},
-        {"bad y dtype", 4, 5, ok, 1, NORMJIT_EINVAL, "y_dtype 5"},
+        {"bad y dtype", 4, 9, ok, 1, NORMJIT_EINVAL, "y_dtype 9"},
         {"bf16 weight for f16", 5, BF16, ok, 1, NORMJIT_EUNSUPPORTED, "weight_dtype must be x_dtype or f32"},
         {"struct_size 0", 6, 0, ok, 1, NORMJIT_EINVAL, "normjit_prepare_args.struct_size is 0"},
         {"NULL hidden", 0, 0, NULL, 2, NORMJIT_EINVAL, "hidden is NULL but n_hidden is 2"},
