@@ -42,6 +42,22 @@ for step in "$@"; do
     } > "$out/smoke.md" 2>&1
     echo "smoke exit $?"; grep -vE "^\| (Small|Medium|custom) .* \| [0-9]" "$out/smoke.md" | head -60
     grep -cE "^\| custom .* \| [0-9]" "$out/smoke.md" ;;
+  torch)
+    # The torch ops, modules and HuggingFace patching on the GPU, then host cost per call.
+    export NORMJIT_TORCH_EXT_DIR=$root/build-gpu/torch_ext
+    PYTHONUNBUFFERED=1 python3 python/tests/test_torch_gpu.py > "$out/torch_gpu.log" 2>&1
+    echo "torch gpu tests exit $?"; grep -E "FAIL|passed|failed|Error|error" "$out/torch_gpu.log" | tail -25
+    PYTHONUNBUFFERED=1 python3 python/tests/host_cost.py > "$out/host_cost.log" 2>&1
+    echo "host cost exit $?"; tail -15 "$out/host_cost.log" ;;
+  ncu)
+    # Where a decode call's cycles go: one 1 x 4096 bf16 RMSNorm kernel, then one LayerNorm.
+    for op in rmsnorm layernorm; do
+      ncu --clock-control none --launch-count 1 -k "regex:nj_${op}_" \
+        --section SpeedOfLight --section LaunchStats --section Occupancy --section WarpStateStats \
+        --section SchedulerStats build-gpu/tools/normjit bench --op $op --dtype bf16 --shape 1x4096 \
+        --iters 3 > "$out/ncu-$op.txt" 2>&1
+      echo "ncu $op exit $?"; grep -E "Duration|Elapsed Cycles|Registers Per|Block Size|Warp Cycles Per Issued|Stall|Achieved Occupancy|Executed Ipc" "$out/ncu-$op.txt" | head -20
+    done ;;
   tune)
     # Written to the GPU's file under NORMJIT_TUNING_DIR, where later steps find it.
     build-gpu/tools/normjit tune -q --hidden $hidden > "$out/tune.md" 2>&1

@@ -55,7 +55,7 @@ static const char *ctype(int dtype)
 static void expect_define(const char *source, const char *common_at, const char *name,
                           const char *value)
 {
-    char line[160];
+    char line[256];
     const char *at;
     snprintf(line, sizeof line, "\n#define %s %s\n", name, value);
     at = strstr(source, line);
