@@ -86,11 +86,15 @@ static int64_t access_align(int vec, int size)
     return MIN(NJ_MAX_ACCESS_BYTES, vec * size);
 }
 
-/* The widest vector the sizes of the tensors read allow: at most 16 bytes of any of them. */
+/*
+ * The widest vector the input dtype allows: 16 bytes of what is normalized.
+ * Wider tensors (an fp32 x of a bf16 residual) move it in two 16-byte
+ * accesses, so the fused op reduces with its unfused op's vector width and
+ * gives its bits.
+ */
 static int first_vec(const nj_spec *s)
 {
-    int sx = nj_dtype_size(s->tx), sin = nj_dtype_size(nj_spec_input_dtype(s));
-    return NJ_MAX_ACCESS_BYTES / (sx > sin ? sx : sin);
+    return NJ_MAX_ACCESS_BYTES / nj_dtype_size(nj_spec_input_dtype(s));
 }
 
 int nj_widest_vec(const nj_spec *s)

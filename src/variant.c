@@ -544,11 +544,10 @@ int nj_variant_check(const nj_variant *v, int arch)
     if (v->s.hidden < 1 || v->s.hidden > NJ_MAX_HIDDEN)
         return nj_fail(NORMJIT_EUNSUPPORTED, "hidden size %lld outside 1..%d",
                        (long long)v->s.hidden, NJ_MAX_HIDDEN);
-    if (!is_pow2(k->vec) || v->s.hidden % k->vec || k->vec * sx > NJ_MAX_ACCESS_BYTES ||
-        k->vec * nj_dtype_size(v->s.tx) > NJ_MAX_ACCESS_BYTES)
+    if (!is_pow2(k->vec) || v->s.hidden % k->vec || k->vec * sx > NJ_MAX_ACCESS_BYTES)
         return nj_fail(NORMJIT_EUNSUPPORTED,
                        "vec=%d must be a power of two dividing hidden (%lld) with at most %d "
-                       "bytes of x per access",
+                       "bytes of the input per access",
                        k->vec, (long long)v->s.hidden, NJ_MAX_ACCESS_BYTES);
     if (k->tpr < 1 || (k->tpr < 32 && !is_pow2(k->tpr)) || (k->tpr > 32 && k->tpr % 32))
         return nj_fail(NORMJIT_EUNSUPPORTED,

@@ -102,7 +102,15 @@ static void push(case_list *l, const fcase *c)
         l->v = realloc(l->v, l->cap * sizeof *l->v);
         assert_non_null(l->v);
     }
-    l->v[l->n++] = *c;
+    l->v[l->n] = *c;
+    /* (1 + w) needs a weight (the API refuses it without one): a case without a weight
+       does without the offset. */
+    if (!c->weight) {
+        l->v[l->n].flags &= ~(unsigned)PLUS1;
+        if (c->cast == NORMJIT_CAST_GEMMA)
+            l->v[l->n].weight = 1;
+    }
+    l->n++;
 }
 
 static int is_add(int op)

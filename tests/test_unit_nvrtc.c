@@ -137,6 +137,10 @@ static const struct {
     {EV(ADD_RMS, F16, F16, F16, F16, 0, 0, 0, 0, 4096, 8, 128, 1, 1, 0, REG), 80},
     {EV(ADD_RMS, BF16, BF16, F32, F32, 0, 0, 0, 0, 4098, 2, 128, 1, 1, 0, REG), 80},
     {EV(ADD_RMS, F32, F16, F16, F16, 0, 0, 0, 0, 100000, 4, 1024, 1, 1, 0, STREAM), 80},
+    /* An fp32 x of a bf16 residual moves 8 floats per vector (two 16-byte loads), so the
+       fused op reduces with the plain op's width. */
+    {EV(ADD_RMS, F32, BF16, BF16, BF16, 0, 0, 0, 0, 4096, 8, 128, 1, 1, 0, REG), 80},
+    {EV(ADD_LN, F32, BF16, BF16, BF16, 0, 0, 0, 0, 131072, 8, 1024, 1, 1, 0, STREAM), 80},
     {EV(ADD_RMS, BF16, BF16, BF16, BF16, 0, 0, 0, 0, 131072, 8, 1024, 1, 2, 0, REG), 90},
     {EV(ADD_LN, F16, F16, F16, F16, 0, 0, 0, 0, 4096, 8, 128, 1, 1, 0, REG), 80},
     {EV(ADD_LN, BF16, BF16, BF16, BF16, 0, 0, 0, 0, 65536, 8, 1024, 1, 1, 0, STREAM), 80},
