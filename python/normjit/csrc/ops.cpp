@@ -43,6 +43,50 @@ using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
 // ---------------------------------------------------------------------------
+// Error messages
+
+/*
+ * Messages are assembled with std::string and std::to_string rather than
+ * through c10::str's ostringstream: streaming an integer from a stream made
+ * in this extension crashed (SIGSEGV in std::ostream::_M_insert<long>) in a
+ * process where torch had loaded its own C++ runtime first. The exception
+ * itself is built by c10 (ValueError, TypeError or Error), as TORCH_CHECK does.
+ */
+void put(std::string &s, const char *v) { s += v; }
+void put(std::string &s, const std::string &v) { s += v; }
+void put(std::string &s, c10::string_view v) { s.append(v.data(), v.size()); }
+void put(std::string &s, int v) { s += std::to_string(v); }
+void put(std::string &s, long v) { s += std::to_string(v); }
+void put(std::string &s, long long v) { s += std::to_string(v); }
+void put(std::string &s, const c10::Device &v) { s += v.str(); }
+void put(std::string &s, at::ScalarType v) { s += c10::toString(v); }
+void put(std::string &s, at::IntArrayRef v)
+{
+    s += '[';
+    for (size_t i = 0; i < v.size(); ++i) {
+        if (i)
+            s += ", ";
+        s += std::to_string(v[i]);
+    }
+    s += ']';
+}
+
+template <class... Parts> std::string message_of(const Parts &...parts)
+{
+    std::string s;
+    (put(s, parts), ...);
+    return s;
+}
+
+#define NJ_CHECK(kind, cond, ...)                                                           \
+    do {                                                                                    \
+        if (C10_UNLIKELY(!(cond)))                                                          \
+            throw ::c10::kind(                                                              \
+                ::c10::SourceLocation{__func__, __FILE__, static_cast<uint32_t>(__LINE__)},  \
+                message_of(__VA_ARGS__));                                                   \
+    } while (0)
+
+// ---------------------------------------------------------------------------
 // Python: misses and errors only
 
 [[noreturn]] void throw_python_error()
@@ -76,7 +120,7 @@ int64_t call_binding(const char *fn, int64_t arg, const char *message = nullptr)
 {
     std::string message = normjit_last_error(); // copied before anything else calls normjit
     call_binding("raise_error", status, message.c_str());
-    TORCH_CHECK(false, normjit_status_name(status), ": ", message); // raise_error always raises
+    NJ_CHECK(Error, false, normjit_status_name(status), ": ", message); // raise_error always raises
 }
 
 // ---------------------------------------------------------------------------
@@ -87,7 +131,7 @@ std::atomic<normjit_ctx *> g_contexts[kMaxDevices];
 
 normjit_ctx *context_for(c10::DeviceIndex index)
 {
-    TORCH_CHECK(index >= 0 && index < kMaxDevices, "normjit: CUDA device index ", int(index));
+    NJ_CHECK(Error, index >= 0 && index < kMaxDevices, "normjit: CUDA device index ", int(index));
     normjit_ctx *ctx = g_contexts[index].load(std::memory_order_acquire);
     if (!ctx) {
         // The binding creates one context per device under its lock, so racing
@@ -170,16 +214,16 @@ class Call {
     Call(const char *name, int op, const Tensor &x) : name_(name), op_(op), x_(x)
     {
         const int64_t min_dim = op == NORMJIT_OP_QK_RMSNORM ? 2 : 1;
-        TORCH_CHECK_VALUE(x.dim() >= min_dim, name_, ": x must have at least ", min_dim,
+        NJ_CHECK(ValueError, x.dim() >= min_dim, name_, ": x must have at least ", min_dim,
                           " dimension(s), got shape ", x.sizes());
-        TORCH_CHECK_VALUE(x.is_cuda(), name_, ": x is on ", x.device(),
+        NJ_CHECK(ValueError, x.is_cuda(), name_, ": x is on ", x.device(),
                           "; normjit runs on CUDA tensors");
         a_.x_dtype = dtype_code(x.scalar_type());
-        TORCH_CHECK_TYPE(is_float_code(a_.x_dtype), name_, ": x has dtype ", x.scalar_type(),
+        NJ_CHECK(TypeError, is_float_code(a_.x_dtype), name_, ": x has dtype ", x.scalar_type(),
                          "; normjit takes float32, float16 or bfloat16");
         a_.struct_size = sizeof a_;
         a_.hidden = x.size(-1);
-        TORCH_CHECK_VALUE(a_.hidden >= 1, name_, ": x's last dimension is empty (shape ",
+        NJ_CHECK(ValueError, a_.hidden >= 1, name_, ": x's last dimension is empty (shape ",
                           x.sizes(), ")");
         guard_.emplace(x.device());
         if (op == NORMJIT_OP_QK_RMSNORM) {
@@ -212,7 +256,7 @@ class Call {
     {
         const Tensor *w = param(weight, "weight"), *b = param(bias, "bias");
         if (w && b) {
-            TORCH_CHECK_TYPE(b->scalar_type() == w->scalar_type(), name_, ": bias has dtype ",
+            NJ_CHECK(TypeError, b->scalar_type() == w->scalar_type(), name_, ": bias has dtype ",
                              b->scalar_type(), " but weight has ", w->scalar_type(),
                              "; normjit reads both as one dtype: convert one of them");
         }
@@ -226,7 +270,7 @@ class Call {
     {
         same_shape(r, "residual");
         a_.residual_dtype = dtype_code(r.scalar_type());
-        TORCH_CHECK_TYPE(is_float_code(a_.residual_dtype), name_, ": residual has dtype ",
+        NJ_CHECK(TypeError, is_float_code(a_.residual_dtype), name_, ": residual has dtype ",
                          r.scalar_type(), "; normjit takes float32, float16 or bfloat16");
         residual_ = r;
         std::optional<int64_t> stride = row_view(r);
@@ -241,7 +285,7 @@ class Call {
     void residual_out(const Tensor &r)
     {
         same_shape(r, "residual_out");
-        TORCH_CHECK_TYPE(r.scalar_type() == residual_.scalar_type(), name_,
+        NJ_CHECK(TypeError, r.scalar_type() == residual_.scalar_type(), name_,
                          ": residual_out has dtype ", r.scalar_type(), " but residual has ",
                          residual_.scalar_type());
         a_.residual_out = r.data_ptr();
@@ -254,16 +298,16 @@ class Call {
         same_shape(y, "out");
         a_.y_dtype = dtype_code(y.scalar_type());
         if (a_.quant == NORMJIT_QUANT_NONE) {
-            TORCH_CHECK_TYPE(is_float_code(a_.y_dtype), name_, ": out has dtype ",
+            NJ_CHECK(TypeError, is_float_code(a_.y_dtype), name_, ": out has dtype ",
                              y.scalar_type(), "; normjit writes float32, float16 or bfloat16");
         } else {
-            TORCH_CHECK_TYPE(a_.y_dtype == quant_dtype_, name_, ": out has dtype ",
+            NJ_CHECK(TypeError, a_.y_dtype == quant_dtype_, name_, ": out has dtype ",
                              y.scalar_type(), " but quant '", quant_name_, "' writes ",
                              normjit_dtype_name(quant_dtype_));
         }
         a_.y = y.data_ptr();
         if (op_ == NORMJIT_OP_QK_RMSNORM) {
-            TORCH_CHECK_VALUE(tokens_view(y, &a_.y_row_stride, &a_.y_head_stride), name_,
+            NJ_CHECK(ValueError, tokens_view(y, &a_.y_row_stride, &a_.y_head_stride), name_,
                               ": out needs a unit stride in its last dimension and its "
                               "leading dimensions at one token stride (strides ",
                               y.strides(), ")");
@@ -295,51 +339,51 @@ class Call {
         a_.flags |= (column_major ? NORMJIT_NORM_SCALES_COLUMN_MAJOR : 0u) |
                     (pow2 ? NORMJIT_NORM_SCALES_POW2 : 0u);
         if (scale) {
-            TORCH_CHECK_VALUE(mode == NORMJIT_QUANT_TENSOR || mode == NORMJIT_QUANT_TOKEN, name_,
+            NJ_CHECK(ValueError, mode == NORMJIT_QUANT_TENSOR || mode == NORMJIT_QUANT_TOKEN, name_,
                               ": scale is only for tensor quantization (and as the amax cap "
                               "of token quantization), not for quant '", quant_name_, "'");
             same_device(*scale, "scale");
-            TORCH_CHECK_TYPE(scale->scalar_type() == at::kFloat, name_,
+            NJ_CHECK(TypeError, scale->scalar_type() == at::kFloat, name_,
                              ": scale must be float32, not ", scale->scalar_type());
-            TORCH_CHECK_VALUE(scale->numel() == 1, name_, ": scale must hold one value, not ",
+            NJ_CHECK(ValueError, scale->numel() == 1, name_, ": scale must hold one value, not ",
                               scale->numel());
             a_.scale = scale->data_ptr<float>();
         } else {
-            TORCH_CHECK_VALUE(mode != NORMJIT_QUANT_TENSOR, name_, ": quant '", quant_name_,
+            NJ_CHECK(ValueError, mode != NORMJIT_QUANT_TENSOR, name_, ": quant '", quant_name_,
                               "' needs scale (the fp32 dequantization scale)");
         }
         if (mode != NORMJIT_QUANT_TOKEN && mode != NORMJIT_QUANT_GROUP) {
-            TORCH_CHECK_VALUE(!scales, name_, ": scales is only written by token and group "
+            NJ_CHECK(ValueError, !scales, name_, ": scales is only written by token and group "
                                               "quantization");
             return;
         }
-        TORCH_CHECK_VALUE(scales.has_value(), name_, ": quant '", quant_name_, "' needs scales");
+        NJ_CHECK(ValueError, scales.has_value(), name_, ": quant '", quant_name_, "' needs scales");
         same_device(*scales, "scales");
-        TORCH_CHECK_TYPE(scales->scalar_type() == at::kFloat, name_,
+        NJ_CHECK(TypeError, scales->scalar_type() == at::kFloat, name_,
                          ": scales must be float32, not ", scales->scalar_type());
         if (mode == NORMJIT_QUANT_TOKEN) {
-            TORCH_CHECK_VALUE(scales->numel() == a_.rows && scales->is_contiguous(), name_,
+            NJ_CHECK(ValueError, scales->numel() == a_.rows && scales->is_contiguous(), name_,
                               ": scales must be a contiguous tensor of one value per row (",
                               a_.rows, "), got shape ", scales->sizes());
             a_.scales = scales->data_ptr<float>();
             return;
         }
-        TORCH_CHECK_VALUE(a_.hidden % group == 0, name_, ": hidden (", a_.hidden,
+        NJ_CHECK(ValueError, a_.hidden % group == 0, name_, ": hidden (", a_.hidden,
                           ") is not a multiple of the group size ", group);
         std::vector<int64_t> shape(x_.sizes().begin(), x_.sizes().end());
         shape.back() = a_.hidden / group;
-        TORCH_CHECK_VALUE(scales->sizes() == at::IntArrayRef(shape), name_,
+        NJ_CHECK(ValueError, scales->sizes() == at::IntArrayRef(shape), name_,
                           ": scales must have shape ", at::IntArrayRef(shape), ", got ",
                           scales->sizes());
         const int64_t groups = shape.back(), last = scales->dim() - 1;
         std::optional<int64_t> rows = rows_stride(*scales, last);
         if (column_major) {
-            TORCH_CHECK_VALUE(rows && *rows <= 1, name_,
+            NJ_CHECK(ValueError, rows && *rows <= 1, name_,
                               ": column-major scales need rows at stride 1 (strides ",
                               scales->strides(), ")");
             a_.scales_stride = groups > 1 ? scales->stride(last) : 0;
         } else {
-            TORCH_CHECK_VALUE(rows && (groups == 1 || scales->stride(last) == 1), name_,
+            NJ_CHECK(ValueError, rows && (groups == 1 || scales->stride(last) == 1), name_,
                               ": row-major scales need a unit stride in their last dimension "
                               "and rows at one stride (strides ",
                               scales->strides(), ")");
@@ -353,14 +397,14 @@ class Call {
   private:
     void same_device(const Tensor &t, const char *what) const
     {
-        TORCH_CHECK_VALUE(t.device() == x_.device(), name_, ": ", what, " is on ", t.device(),
+        NJ_CHECK(ValueError, t.device() == x_.device(), name_, ": ", what, " is on ", t.device(),
                           " but x is on ", x_.device());
     }
 
     void same_shape(const Tensor &t, const char *what) const
     {
         same_device(t, what);
-        TORCH_CHECK_VALUE(t.sizes() == x_.sizes(), name_, ": ", what, " has shape ", t.sizes(),
+        NJ_CHECK(ValueError, t.sizes() == x_.sizes(), name_, ": ", what, " has shape ", t.sizes(),
                           " but x has ", x_.sizes());
     }
 
@@ -369,12 +413,12 @@ class Call {
         if (!t || !t->defined())
             return nullptr;
         same_device(*t, what);
-        TORCH_CHECK_VALUE(t->dim() == 1 && t->size(0) == a_.hidden, name_, ": ", what,
+        NJ_CHECK(ValueError, t->dim() == 1 && t->size(0) == a_.hidden, name_, ": ", what,
                           " must have shape [", a_.hidden, "], got ", t->sizes());
-        TORCH_CHECK_TYPE(is_float_code(dtype_code(t->scalar_type())), name_, ": ", what,
+        NJ_CHECK(TypeError, is_float_code(dtype_code(t->scalar_type())), name_, ": ", what,
                          " has dtype ", t->scalar_type(),
                          "; normjit takes float32, float16 or bfloat16");
-        TORCH_CHECK_VALUE(t->stride(0) == 1 || a_.hidden == 1, name_, ": ", what,
+        NJ_CHECK(ValueError, t->stride(0) == 1 || a_.hidden == 1, name_, ": ", what,
                           " must be contiguous");
         return &*t;
     }
@@ -384,9 +428,9 @@ class Call {
         if (!t)
             return nullptr;
         same_device(*t, what);
-        TORCH_CHECK_TYPE(t->scalar_type() == at::kFloat, name_, ": ", what,
+        NJ_CHECK(TypeError, t->scalar_type() == at::kFloat, name_, ": ", what,
                          " must be float32, not ", t->scalar_type());
-        TORCH_CHECK_VALUE(t->numel() == a_.rows && t->is_contiguous(), name_, ": ", what,
+        NJ_CHECK(ValueError, t->numel() == a_.rows && t->is_contiguous(), name_, ": ", what,
                           " must be a contiguous tensor of one value per row (", a_.rows,
                           "), got shape ", t->sizes());
         return t->data_ptr<float>();
@@ -402,7 +446,7 @@ class Call {
     int64_t output_rows(const Tensor &t, const char *what) const
     {
         std::optional<int64_t> stride = row_view(t);
-        TORCH_CHECK_VALUE(stride.has_value(), name_, ": ", what,
+        NJ_CHECK(ValueError, stride.has_value(), name_, ": ", what,
                           " needs a unit stride in its last dimension and its leading "
                           "dimensions at one row stride (strides ",
                           t.strides(), ")");
@@ -437,7 +481,7 @@ at::ScalarType result_dtype(const Tensor &x, std::optional<at::ScalarType> out_d
 {
     if (!out_dtype)
         return x.scalar_type();
-    TORCH_CHECK_TYPE(is_float_code(dtype_code(*out_dtype)), name, ": out_dtype ", *out_dtype,
+    NJ_CHECK(TypeError, is_float_code(dtype_code(*out_dtype)), name, ": out_dtype ", *out_dtype,
                      " is not float32, float16 or bfloat16 (quantized outputs take quant=)");
     return *out_dtype;
 }
@@ -808,12 +852,12 @@ Tensor qk_rms_norm_autograd(const Tensor &x, const Tensor &weight, double eps, i
 void refuse_grad(const char *name, c10::string_view quant, bool grad,
                  std::initializer_list<const OptTensor *> written)
 {
-    TORCH_CHECK(!grad || quant != "none", name,
+    NJ_CHECK(Error, !grad || quant != "none", name,
                 ": results written into given tensors (out=, return_rstd/return_stats, an "
                 "in-place residual or QK-norm) are not differentiable, and an input requires "
                 "grad; call it without them, or under torch.no_grad()");
     for (const OptTensor *t : written)
-        TORCH_CHECK(!(*t && (*t)->requires_grad() && c10::GradMode::is_enabled()), name,
+        NJ_CHECK(Error, !(*t && (*t)->requires_grad() && c10::GradMode::is_enabled()), name,
                     ": an output tensor requires grad and cannot be written in place");
 }
 
