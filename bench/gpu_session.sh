@@ -127,6 +127,14 @@ for step in "$@"; do
     fi
     grep -E "^estimated|^section|stopped early|CUDA context lost|Traceback" "$out/fused.log" \
       | cut -c1-200 | head -n 12
-    cat "$out/fused-summary.md" ;;
+    cat "$out/fused-summary.md"
+    # normjit's PDL launches: the chain again with every device context launching so.
+    if [[ ",${FUSED_ARGS:-chain}," == *chain* ]]; then
+      mkdir -p "$out/pdl"
+      NORMJIT_PDL=1 PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH} timeout -k 15 120 \
+        python3 bench/fused.py --out "$out/pdl" --sections chain > "$out/pdl/fused.log" 2>&1
+      echo "chain with NORMJIT_PDL=1 exit $?"
+      sed -n '/^### graph-captured/,/^$/p' "$out/pdl/fused-summary.md"
+    fi ;;
   esac
 done

@@ -427,7 +427,8 @@ def device_context(index):
         ctx = _contexts.get(index)
         if ctx is None:
             with bound_to_device(index):
-                ctx = Context()
+                # NORMJIT_PDL=1: the torch ops launch with programmatic dependent launch.
+                ctx = Context(pdl=os.environ.get("NORMJIT_PDL", "0") == "1")
             _contexts[index] = ctx
     return ctx
 

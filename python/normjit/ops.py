@@ -822,7 +822,7 @@ def fused_add_rms_norm(x, residual, weight=None, eps=1e-6, *, residual_out=None,
     into residual, in place), then y = rms_norm(s): bit for bit what adding in that dtype
     and calling rms_norm gives. out may be x itself.
 
-    Returns (y, residual_out), with (q, scales) in place of y under quant and rstd
+    Returns (y, residual_out); under quant (q, scales, residual_out); rstd is
     appended with return_rstd. When autograd records the call (an input requires grad
     and no out=, residual_out=, quant or return_rstd is given) the sum is returned as a
     new tensor rather than written into residual, and the call is differentiable."""
