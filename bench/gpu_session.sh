@@ -134,7 +134,8 @@ for step in "$@"; do
       NORMJIT_PDL=1 PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH} timeout -k 15 120 \
         python3 bench/fused.py --out "$out/pdl" --sections chain > "$out/pdl/fused.log" 2>&1
       echo "chain with NORMJIT_PDL=1 exit $?"
-      sed -n '/^### graph-captured/,/^$/p' "$out/pdl/fused-summary.md"
+      awk '/^### graph-captured/ {p = 1; print; next} p && /^###/ {exit} p' \
+        "$out/pdl/fused-summary.md"
     fi ;;
   esac
 done
