@@ -23,6 +23,7 @@ the functional op directly.
 import ctypes
 import itertools
 import os
+import sys
 import warnings
 
 import torch
@@ -697,11 +698,20 @@ def cast_code(cast):
     return code
 
 
-@torch.compiler.assume_constant_result
 def _quant_spec(name):
     """normjit_quant_from_name, which torch.compile calls while tracing (a ctypes call
     it cannot trace) and keeps as a constant."""
     return B.quant_from_name(name)
+
+
+# torch.compiler.assume_constant_result imports torch._dynamo: over a second at the
+# first call of every process, also of those that never compile.
+# Without dynamo loaded, set the mark that decorator sets; test_torch_cpu.py compiles
+# quantized calls with fullgraph=True, so a torch that reads another mark fails there.
+if "torch._dynamo" in sys.modules:
+    _quant_spec = torch.compiler.assume_constant_result(_quant_spec)
+else:
+    _quant_spec._dynamo_marked_constant = True
 
 
 def _records_grad(*tensors):

@@ -423,6 +423,22 @@ def run(mode):
         torch.testing.assert_close(r, r_eager)
 
     @test
+    def first_call_does_not_import_dynamo():
+        # Importing torch._dynamo costs over a second: normjit.ops marks its constant
+        # function the way torch.compiler.assume_constant_result does, without it.
+        code = (
+            "import sys, torch, normjit\n"
+            "from normjit import ops\n"
+            "assert 'torch._dynamo' not in sys.modules, 'normjit.ops imported torch._dynamo'\n"
+            "probe = torch.compiler.assume_constant_result(lambda: 0)\n"
+            "marks = {k: v for k, v in vars(probe).items()}\n"
+            "assert marks and all(getattr(ops._quant_spec, k, None) == v\n"
+            "                     for k, v in marks.items()), marks\n")
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
+        assert r.returncode == 0, r.stderr[-2000:]
+
+    @test
     def compiled_quantized_outputs():
         import torch._dynamo
         torch._dynamo.reset()
