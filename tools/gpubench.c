@@ -62,15 +62,17 @@ static double median(double *v, int n)
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-double nj_bench_median_ms(nj_bench_gpu *g, nj_bench_launch_fn fn, void *user, int sets,
-                          int warmup, int iters, int *status)
+/*
+ * Every launch is enqueued between its own pair of events and the host only
+ * waits at the end, so each pair measures the kernel as the stream sees it,
+ * without the host's submission time. With `flush`, each timed launch is
+ * preceded by a memset of flush_bytes (the L2 starts cold, and the GPU stays
+ * busy while the host enqueues); without, the launches run back to back.
+ */
+static double time_calls(nj_bench_gpu *g, nj_bench_launch_fn fn, void *user, int sets,
+                         int warmup, int iters, CUdeviceptr flush, size_t flush_bytes,
+                         int *status)
 {
-    /*
-     * Every launch is enqueued between its own pair of events and the host
-     * only waits at the end, so the GPU runs the launches back to back and
-     * each pair measures the kernel as the stream sees it, without the
-     * host's submission time.
-     */
     CUevent *ev = calloc((size_t)iters * 2, sizeof *ev);
     double *t = malloc((size_t)iters * sizeof *t), m = -1;
     int i, made = 0;
@@ -88,6 +90,8 @@ double nj_bench_median_ms(nj_bench_gpu *g, nj_bench_launch_fn fn, void *user, in
         if ((*status = fn(user, i % sets, g->stream)) != NORMJIT_OK)
             goto out;
     for (i = 0; i < iters; i++) {
+        if (flush)
+            g->x->memset_d8_async(flush, (unsigned char)i, flush_bytes, g->stream);
         g->x->event_record(ev[2 * i], g->stream);
         if ((*status = fn(user, (warmup + i) % sets, g->stream)) != NORMJIT_OK)
             goto out;
@@ -114,59 +118,25 @@ out:
     return m;
 }
 
+double nj_bench_median_ms(nj_bench_gpu *g, nj_bench_launch_fn fn, void *user, int sets,
+                          int warmup, int iters, int *status)
+{
+    return time_calls(g, fn, user, sets, warmup, iters, 0, 0, status);
+}
+
 double nj_bench_cold_median_ms(nj_bench_gpu *g, nj_bench_launch_fn fn, void *user, int sets,
                                int iters, int *status)
 {
     const size_t flush_bytes = (size_t)(g->l2_bytes > 0 ? g->l2_bytes : (50 << 20)) * 4;
-    CUevent *ev = calloc((size_t)iters * 2, sizeof *ev);
-    double *t = malloc((size_t)iters * sizeof *t), m = -1;
     CUdeviceptr flush = 0;
-    int i, made = 0;
-    *status = NORMJIT_OK;
-    if (!ev || !t) {
-        *status = nj_fail(NORMJIT_ENOMEM, "out of memory");
-        goto out;
-    }
+    double m;
     if (g->x->mem_alloc(&flush, flush_bytes) != CUDA_SUCCESS) {
-        flush = 0;
         *status = nj_fail(NORMJIT_EDRIVER, "cannot allocate the L2 flush buffer");
-        goto out;
+        return -1;
     }
-    for (made = 0; made < iters * 2; made++)
-        if (g->x->event_create(&ev[made], CU_EVENT_DEFAULT) != CUDA_SUCCESS) {
-            *status = nj_fail(NORMJIT_EDRIVER, "cuEventCreate failed");
-            goto out;
-        }
-    /* One untimed call: module load and first-touch costs stay out. */
-    if ((*status = fn(user, 0, g->stream)) != NORMJIT_OK)
-        goto out;
-    for (i = 0; i < iters; i++) {
-        g->x->memset_d8_async(flush, (unsigned char)i, flush_bytes, g->stream);
-        g->x->event_record(ev[2 * i], g->stream);
-        if ((*status = fn(user, i % sets, g->stream)) != NORMJIT_OK)
-            goto out;
-        g->x->event_record(ev[2 * i + 1], g->stream);
-    }
-    if (g->x->stream_synchronize(g->stream) != CUDA_SUCCESS) {
-        *status = nj_fail(NORMJIT_EDRIVER, "a timed launch failed");
-        goto out;
-    }
-    for (i = 0; i < iters; i++) {
-        float ms = 0;
-        if (g->x->event_elapsed_time(&ms, ev[2 * i], ev[2 * i + 1]) != CUDA_SUCCESS) {
-            *status = nj_fail(NORMJIT_EDRIVER, "cuEventElapsedTime failed");
-            goto out;
-        }
-        t[i] = ms;
-    }
-    m = median(t, iters);
-out:
-    for (i = 0; i < made; i++)
-        g->x->event_destroy(ev[i]);
-    if (flush)
-        g->x->mem_free(flush);
-    free(ev);
-    free(t);
+    /* One untimed call first: module load and first-touch costs stay out. */
+    m = time_calls(g, fn, user, sets, 1, iters, flush, flush_bytes, status);
+    g->x->mem_free(flush);
     return m;
 }
 

@@ -1,4 +1,5 @@
 #include "hostref.h"
+#include "variant.h"
 
 #include <math.h>
 #include <string.h>
@@ -188,19 +189,7 @@ float nj_e5m2_to_f32(uint8_t q)
 
 int nj_host_dtype_size(int dtype)
 {
-    switch (dtype) {
-    case NORMJIT_DTYPE_F32:
-        return 4;
-    case NORMJIT_DTYPE_F16:
-    case NORMJIT_DTYPE_BF16:
-        return 2;
-    case NORMJIT_DTYPE_FP8_E4M3:
-    case NORMJIT_DTYPE_FP8_E5M2:
-    case NORMJIT_DTYPE_INT8:
-        return 1;
-    default:
-        return 0;
-    }
+    return nj_dtype_size(dtype);
 }
 
 void nj_host_put(void *base, int dtype, size_t i, double v)
