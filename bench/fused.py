@@ -401,6 +401,15 @@ def build_triton(case):
 _liger = {}
 
 
+def _dist_version(name):
+    """An installed distribution's version (Liger has no __version__), or '?'."""
+    try:
+        from importlib import metadata
+        return metadata.version(name)
+    except Exception:  # noqa: BLE001
+        return "?"
+
+
 def liger():
     """Liger's forward functions, imported once (from wherever PYTHONPATH puts the wheel)."""
     if not _liger:
@@ -411,7 +420,7 @@ def liger():
             import liger_kernel
             _liger.update(rms=rms_norm_forward, ln=layer_norm_forward,
                           add_rms=fused_add_rms_norm_forward,
-                          version=getattr(liger_kernel, "__version__", "?"))
+                          version=getattr(liger_kernel, "__version__", None) or _dist_version("liger-kernel"))
         except Exception as e:  # noqa: BLE001 - any import failure just drops the peer
             _liger["error"] = f"{type(e).__name__}: {e}"
     if "error" in _liger:

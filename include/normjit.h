@@ -390,7 +390,8 @@ typedef struct normjit_prepare_args {
 /* What normjit_prepare() did, counted in distinct kernels. */
 typedef struct normjit_prepare_stats {
     uint32_t struct_size; /* sizeof(normjit_prepare_stats): set it; fields past it are not written */
-    uint32_t compiled;    /* compiled by NVRTC (and stored in the disk cache) */
+    uint32_t compiled;    /* compiled by NVRTC (stored in the disk cache unless counted
+                             in not_cached too) */
     uint32_t from_disk;   /* found in the disk cache */
     uint32_t in_memory;   /* already loaded in this context */
     uint32_t not_cached;  /* compiled or loaded, but not in the disk cache afterwards (it
