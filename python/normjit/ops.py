@@ -359,26 +359,25 @@ def _result_dtype(x, out_dtype, name):
 # One body per op: checks, allocation and, with run=True, the ctypes launch.
 # The fake implementations call them with run=False.
 
-def _rms_norm(x, weight, eps, out_dtype=None, weight_plus_one=False, cast=0, *, run):
-    c = _Call("rms_norm", B.RMSNORM, x)
+def _plain(name, op, x, weight, bias, eps, out_dtype, weight_plus_one, cast, run):
+    c = _Call(name, op, x)
     c.options(eps, weight_plus_one, cast)
-    c.weights(weight, None)
-    y = x.new_empty(x.shape, dtype=_result_dtype(x, out_dtype, "rms_norm"))
+    c.weights(weight, bias)
+    y = x.new_empty(x.shape, dtype=_result_dtype(x, out_dtype, name))
     c.out(y)
     if run:
         c.run()
     return y
+
+
+def _rms_norm(x, weight, eps, out_dtype=None, weight_plus_one=False, cast=0, *, run):
+    return _plain("rms_norm", B.RMSNORM, x, weight, None, eps, out_dtype, weight_plus_one, cast,
+                  run)
 
 
 def _layer_norm(x, weight, bias, eps, out_dtype=None, weight_plus_one=False, cast=0, *, run):
-    c = _Call("layer_norm", B.LAYERNORM, x)
-    c.options(eps, weight_plus_one, cast)
-    c.weights(weight, bias)
-    y = x.new_empty(x.shape, dtype=_result_dtype(x, out_dtype, "layer_norm"))
-    c.out(y)
-    if run:
-        c.run()
-    return y
+    return _plain("layer_norm", B.LAYERNORM, x, weight, bias, eps, out_dtype, weight_plus_one,
+                  cast, run)
 
 
 def _fused_add(name, op, x, residual, weight, bias, eps, out_dtype, weight_plus_one, cast, run):

@@ -83,6 +83,28 @@ def grad_refusal_cases(nj, make):
     ]
 
 
+def check_bad_arguments(nj, make, cpu, extra=()):
+    """Run bad_argument_cases (and `extra` cases of the same form): each must raise its
+    exception with its words; then grad_refusal_cases, each a RuntimeError saying the
+    result is not differentiable."""
+    for name, call, exc, words in bad_argument_cases(nj, make, cpu) + list(extra):
+        try:
+            call()
+        except exc as e:
+            assert words in str(e), f"{name}: {e!r} lacks {words!r}"
+        except Exception as e:
+            raise AssertionError(f"{name}: raised {e!r}, not {exc.__name__}")
+        else:
+            raise AssertionError(f"{name}: nothing raised")
+    for name, call in grad_refusal_cases(nj, make):
+        try:
+            call()
+        except RuntimeError as e:
+            assert "not differentiable" in str(e), f"{name}: {e}"
+        else:
+            raise AssertionError(f"{name}: nothing raised")
+
+
 def opcheck_samples(make):
     """(op, args, kwargs) for torch.library.opcheck of every op; make(*shape, dtype=)
     gives a tensor of random values."""
