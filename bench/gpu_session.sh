@@ -129,7 +129,8 @@ for step in "$@"; do
       | cut -c1-200 | head -n 12
     cat "$out/fused-summary.md"
     # normjit's PDL launches: the chain again with every device context launching so.
-    if [[ ",${FUSED_ARGS:-chain}," == *chain* ]]; then
+    # (when the run above had the chain: no --sections means every section)
+    if [[ "${FUSED_ARGS:-}" != *--sections* || "${FUSED_ARGS:-}" == *chain* ]]; then
       mkdir -p "$out/pdl"
       NORMJIT_PDL=1 PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH} timeout -k 15 120 \
         python3 bench/fused.py --out "$out/pdl" --sections chain > "$out/pdl/fused.log" 2>&1
