@@ -86,6 +86,29 @@ for step in "$@"; do
       echo "--- templates: $which"
       build-gpu/tools/normjit bench --dtype bf16 --iters 100 $shapes 2>&1 | grep -E "^\| (custom|config)"
     done > "$out/ab.md"; unset NORMJIT_KERNEL_DIR; cat "$out/ab.md" ;;
+  lab)
+    # Template variants and knobs beside the library and its peers (bench/lab.py); the
+    # experiments named in LAB_EXPERIMENTS (default: decode).
+    python3 -m pip install --no-deps --quiet --target /tmp/site .peers/liger_kernel-*.whl \
+      > "$out/liger-install.log" 2>&1
+    exps=""
+    for e in ${LAB_EXPERIMENTS//,/ }; do exps="$exps --experiment $e"; done
+    NORMJIT_TORCH_NATIVE=0 PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 \
+      timeout -k 10 ${LAB_TIMEOUT:-420} python3 bench/lab.py --out "$out/lab" ${exps:---experiment decode} \
+      > "$out/lab.log" 2>&1
+    echo "lab exit $?"; grep -E "^compiled|Traceback|Error" "$out/lab.log" | head -8 ;;
+  labncu)
+    # Nsight Compute on one decode shape: a lab variant (LAB_NCU_VARIANT), the library, Liger.
+    NORMJIT_TORCH_NATIVE=0 PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH} timeout 120 ncu \
+      --clock-control none --cache-control all -k "regex:lab_|nj_|_rms_norm|_layer_norm" \
+      --launch-skip 3 --launch-count 12 --section SpeedOfLight --section LaunchStats \
+      python3 bench/lab_ncu.py ${LAB_NCU_SHAPE:-rmsnorm 1 4096} "${LAB_NCU_VARIANT:-t=256,NJ_WLOAD=2}" \
+      > "$out/ncu-lab.txt" 2>&1
+    echo "ncu exit $?"; grep -E "^  [a-z_]+.*\(|Duration|Elapsed Cycles|Registers Per|Block Size" "$out/ncu-lab.txt" | head -60 ;;
+  first)
+    # The first call in a fresh process, empty cache and from the disk cache.
+    python3 bench/first_call.py > "$out/first_call.log" 2>&1; echo "first call exit $?"
+    cat "$out/first_call.log" ;;
   sanitize)
     # The GPU suite's quick mode under compute-sanitizer (memcheck, then racecheck).
     for tool in memcheck racecheck; do

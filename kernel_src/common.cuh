@@ -23,6 +23,13 @@
 //   NJ_QUANT    NJ_QUANT_NONE, _TENSOR, _TOKEN, _GROUP: quantized output (NJ_QMAX, NJ_GROUP)
 //   NJ_POW2     1: group scales rounded up to a power of two
 //   NJ_CAST     NJ_CAST_NONE, _LLAMA, _GEMMA: where the result is rounded (normjit.h)
+//   NJ_WLOAD    register storage: when the weights and bias are read. NJ_WLOAD_LATE: each
+//               vector's at its output; NJ_WLOAD_BATCH: all of the thread's after the
+//               reduction, before any output; NJ_WLOAD_EARLY: with the row, so their latency
+//               hides behind the row's (few rows, latency-bound calls)
+//   NJ_LN_ONEPASS  LayerNorm in register storage: 1 (default), one reduction of sums
+//               shifted by the row's first element; 0, a mean, then a variance reduction
+//   NJ_PDL      0: no programmatic-dependent-launch instructions
 //
 // No CUDA toolkit header is included: the few conversions are PTX.
 // Arithmetic is fp32; each output is rounded once (unless NJ_CAST says otherwise).
@@ -87,6 +94,15 @@
 #ifndef NJ_TR
 #define NJ_TR NJ_TX
 #endif
+#ifndef NJ_WLOAD
+#define NJ_WLOAD 0
+#endif
+#ifndef NJ_LN_ONEPASS
+#define NJ_LN_ONEPASS 1
+#endif
+#ifndef NJ_PDL
+#define NJ_PDL 1
+#endif
 
 #define NJ_STORAGE_REG 0
 #define NJ_STORAGE_STREAM 1
@@ -97,6 +113,9 @@
 #define NJ_CAST_NONE 0
 #define NJ_CAST_LLAMA 1
 #define NJ_CAST_GEMMA 2
+#define NJ_WLOAD_LATE 0
+#define NJ_WLOAD_BATCH 1
+#define NJ_WLOAD_EARLY 2
 
 typedef long long nj_i64;
 
@@ -300,14 +319,14 @@ typedef nj_vec<NJ_TW, NJ_VEC> nj_wvec;
 
 __device__ __forceinline__ void nj_pdl_wait()
 {
-#if __CUDA_ARCH__ >= 900
+#if __CUDA_ARCH__ >= 900 && NJ_PDL
     asm volatile("griddepcontrol.wait;" ::: "memory");
 #endif
 }
 
 __device__ __forceinline__ void nj_pdl_release()
 {
-#if __CUDA_ARCH__ >= 900
+#if __CUDA_ARCH__ >= 900 && NJ_PDL
     asm volatile("griddepcontrol.launch_dependents;");
 #endif
 }
@@ -396,7 +415,11 @@ template <typename T> __device__ __forceinline__ const T *nj_advance(const T *p,
 
 // ---------------------------------------------------------------------------
 // The input of the normalization: x, or for the fused add the sum
-// s = x + residual in fp32, rounded once to NJ_TR and written to res_out.
+// s = x + residual in fp32, rounded once to NJ_TR, which the caller writes to
+// res_out (nj_store_sum) once it has issued the loads of every vector it holds:
+// a store between two loads makes the second wait for the first (the compiler
+// cannot tell that res_out never overlaps the later vectors), which turned the
+// loads of a thread's vectors into one memory round trip each.
 
 __device__ __forceinline__ void nj_load_input(nj_xvec &out, const nj_row &r, nj_i64 e)
 {
@@ -407,9 +430,32 @@ __device__ __forceinline__ void nj_load_input(nj_xvec &out, const nj_row &r, nj_
 #pragma unroll
     for (int k = 0; k < NJ_VEC; ++k)
         out.v[k] = nj_from_f32<NJ_TR>(nj_to_f32(xv.v[k]) + nj_to_f32(out.v[k]));
-    nj_store(r.res_out + e, out);
 #else
     nj_load(out, r.x + e);
+#endif
+}
+
+__device__ __forceinline__ void nj_store_sum(const nj_xvec &v, const nj_row &r, nj_i64 e)
+{
+#if NJ_ADD
+    nj_store(r.res_out + e, v);
+#else
+    (void)v, (void)r, (void)e;
+#endif
+}
+
+// The row's first input element (x[0], or the rounded sum x[0] + residual[0]),
+// the shift of LayerNorm's one-pass sums. Every thread reads it, so nothing may
+// write element 0 before every thread of the row (and cluster) has passed the
+// first reduction: the fused add then writes its sums after it.
+__device__ __forceinline__ float nj_row_first(const nj_row &r, bool live)
+{
+    if (!live)
+        return 0.f;
+#if NJ_ADD
+    return nj_round_to<NJ_TR>(nj_to_f32(r.x[0]) + nj_to_f32(r.res[0]));
+#else
+    return nj_to_f32(r.x[0]);
 #endif
 }
 
@@ -662,35 +708,49 @@ __device__ __forceinline__ void nj_load_params(nj_wvec &wv, nj_wvec &bv, const N
 }
 
 // Write one vector of y: rounded values, or codes q = sat(rne(v * qinv)).
-__device__ __forceinline__ void nj_out_vec(NJ_TY *y, const NJ_TW *w, const NJ_TW *b,
-                                           const nj_xvec &xv, const nj_norm_coef &c, float qinv)
+__device__ __forceinline__ void nj_out_vals(NJ_TY *y, const nj_wvec &wv, const nj_wvec &bv,
+                                            bool has_w, bool has_b, const nj_xvec &xv,
+                                            const nj_norm_coef &c, float qinv)
 {
-    nj_wvec wv, bv;
     nj_vec<NJ_TY, NJ_VEC> out;
-    nj_load_params(wv, bv, w, b);
 #pragma unroll
     for (int k = 0; k < NJ_VEC; ++k) {
 #if NJ_QUANT == NJ_QUANT_NONE
-        out.v[k] = nj_output(xv, k, wv, bv, w != nullptr, b != nullptr, c);
+        out.v[k] = nj_output(xv, k, wv, bv, has_w, has_b, c);
 #else
-        out.v[k] = nj_from_f32<NJ_TY>(nj_value(xv, k, wv, bv, w != nullptr, b != nullptr, c) * qinv);
+        out.v[k] = nj_from_f32<NJ_TY>(nj_value(xv, k, wv, bv, has_w, has_b, c) * qinv);
 #endif
     }
     (void)qinv;
     nj_store(y, out);
 }
 
+// The same, reading the weights and bias of the vector first.
+__device__ __forceinline__ void nj_out_vec(NJ_TY *y, const NJ_TW *w, const NJ_TW *b,
+                                           const nj_xvec &xv, const nj_norm_coef &c, float qinv)
+{
+    nj_wvec wv, bv;
+    nj_load_params(wv, bv, w, b);
+    nj_out_vals(y, wv, bv, w != nullptr, b != nullptr, xv, c, qinv);
+}
+
 // The largest |v| of one vector (quantization scales).
+__device__ __forceinline__ float nj_amax_vals(const nj_wvec &wv, const nj_wvec &bv, bool has_w,
+                                              bool has_b, const nj_xvec &xv, const nj_norm_coef &c)
+{
+    float m = 0.f;
+#pragma unroll
+    for (int k = 0; k < NJ_VEC; ++k)
+        m = fmaxf(m, fabsf(nj_value(xv, k, wv, bv, has_w, has_b, c)));
+    return m;
+}
+
 __device__ __forceinline__ float nj_amax_vec(const NJ_TW *w, const NJ_TW *b, const nj_xvec &xv,
                                              const nj_norm_coef &c)
 {
     nj_wvec wv, bv;
-    float m = 0.f;
     nj_load_params(wv, bv, w, b);
-#pragma unroll
-    for (int k = 0; k < NJ_VEC; ++k)
-        m = fmaxf(m, fabsf(nj_value(xv, k, wv, bv, w != nullptr, b != nullptr, c)));
-    return m;
+    return nj_amax_vals(wv, bv, w != nullptr, b != nullptr, xv, c);
 }
 
 // Scale from an amax: max(amax / qmax, min_scale), a power of two with NJ_POW2.
@@ -729,17 +789,61 @@ __device__ __forceinline__ void nj_write_stats(float *rstd_out, float *mean_out,
 }
 
 #if NJ_STORAGE == NJ_STORAGE_REG
-// The part of one row a thread holds in registers.
+// The part of one row a thread holds in registers, and with NJ_WLOAD_BATCH or
+// NJ_WLOAD_EARLY the weights and bias of the same vectors.
 struct nj_row_regs {
     nj_xvec v[NJ_NPT];
+#if NJ_WLOAD != NJ_WLOAD_LATE
+    nj_wvec w[NJ_NPT], b[NJ_NPT];
+#endif
 };
 
-// Load this thread's vectors of the row (zeros for vectors it does not own).
-// `e0` is the offset of the thread's first vector (nj_thread_offset). Weights
-// are read only when the output is written: loading them early (even as an
-// L1 prefetch) measured up to 25% slower for short rows (docs/PERFORMANCE.md).
-__device__ __forceinline__ void nj_load_row(nj_row_regs &r, const nj_row &row, nj_i64 e0,
-                                            bool live, const nj_slot &s)
+// Read the weights and bias of every vector the thread owns (w and b point at
+// its first vector).
+__device__ __forceinline__ void nj_load_row_params(nj_row_regs &r, const NJ_TW *w, const NJ_TW *b,
+                                                   bool live, const nj_slot &s)
+{
+#if NJ_WLOAD != NJ_WLOAD_LATE
+#pragma unroll
+    for (int i = 0; i < NJ_NPT; ++i)
+        if (live && nj_owns(i, s))
+            nj_load_params(r.w[i], r.b[i], nj_advance(w, i * NJ_STEP), nj_advance(b, i * NJ_STEP));
+#else
+    (void)r, (void)w, (void)b, (void)live, (void)s;
+#endif
+}
+
+// Output and amax of the thread's vector i, with its weights and bias held
+// (NJ_WLOAD_BATCH, NJ_WLOAD_EARLY) or read now; w and b point at its first vector.
+__device__ __forceinline__ void nj_row_out(const nj_row_regs &r, int i, NJ_TY *y, const NJ_TW *w,
+                                           const NJ_TW *b, const nj_norm_coef &c, float qinv)
+{
+#if NJ_WLOAD != NJ_WLOAD_LATE
+    nj_out_vals(y, r.w[i], r.b[i], w != nullptr, b != nullptr, r.v[i], c, qinv);
+#else
+    nj_out_vec(y, nj_advance(w, i * NJ_STEP), nj_advance(b, i * NJ_STEP), r.v[i], c, qinv);
+#endif
+}
+
+__device__ __forceinline__ float nj_row_amax(const nj_row_regs &r, int i, const NJ_TW *w,
+                                             const NJ_TW *b, const nj_norm_coef &c)
+{
+#if NJ_WLOAD != NJ_WLOAD_LATE
+    return nj_amax_vals(r.w[i], r.b[i], w != nullptr, b != nullptr, r.v[i], c);
+#else
+    return nj_amax_vec(nj_advance(w, i * NJ_STEP), nj_advance(b, i * NJ_STEP), r.v[i], c);
+#endif
+}
+
+// Load this thread's vectors of the row (zeros for vectors it does not own),
+// and with NJ_WLOAD_EARLY their weights and bias. `e0` is the offset of the
+// thread's first vector (nj_thread_offset); `bias` is the op's (null for
+// RMSNorm). The fused add's sums are written after the first reduction
+// (nj_store_sums). Loading the weights early costs registers and L1 traffic
+// per row: the planner asks for it where a call is latency-bound.
+__device__ __forceinline__ void nj_load_row(nj_row_regs &r, const nj_params &p, const nj_row &row,
+                                            const NJ_TW *bias, nj_i64 e0, bool live,
+                                            const nj_slot &s)
 {
 #pragma unroll
     for (int i = 0; i < NJ_NPT; ++i) {
@@ -751,6 +855,27 @@ __device__ __forceinline__ void nj_load_row(nj_row_regs &r, const nj_row &row, n
                 r.v[i].w[k] = typename nj_xvec::word();
         }
     }
+#if NJ_WLOAD == NJ_WLOAD_EARLY
+    nj_load_row_params(r, nj_advance((const NJ_TW *)p.w, e0), nj_advance(bias, e0), live, s);
+#else
+    (void)p, (void)bias;
+#endif
+}
+
+// The fused add's sums, held in registers, written to res_out. Called after the
+// first reduction: every thread of the row (and cluster) has then read the
+// row's first element (LayerNorm's shift) before any sum overwrites it in place.
+__device__ __forceinline__ void nj_store_sums(const nj_row_regs &r, const nj_row &row, nj_i64 e0,
+                                              bool live, const nj_slot &s)
+{
+#if NJ_ADD
+#pragma unroll
+    for (int i = 0; i < NJ_NPT; ++i)
+        if (live && nj_owns(i, s))
+            nj_store_sum(r.v[i], row, e0 + i * NJ_STEP);
+#else
+    (void)r, (void)row, (void)e0, (void)live, (void)s;
+#endif
 }
 
 // After a reduction, pass the row's packed 16-bit inputs through an identity
@@ -801,6 +926,9 @@ __device__ __forceinline__ void nj_store_row(nj_row_regs &r, const nj_params &p,
     float qinv = 1.f;
     (void)row_index;
     (void)red;
+#if NJ_WLOAD == NJ_WLOAD_BATCH
+    nj_load_row_params(r, w, b, live, s);
+#endif
 #if NJ_QUANT == NJ_QUANT_TENSOR
     qinv = 1.f / *p.scale;
 #elif NJ_QUANT == NJ_QUANT_TOKEN
@@ -809,8 +937,7 @@ __device__ __forceinline__ void nj_store_row(nj_row_regs &r, const nj_params &p,
 #pragma unroll
         for (int i = 0; i < NJ_NPT; ++i)
             if (live && nj_owns(i, s))
-                amax[0] = fmaxf(amax[0], nj_amax_vec(nj_advance(w, i * NJ_STEP),
-                                                     nj_advance(b, i * NJ_STEP), r.v[i], c));
+                amax[0] = fmaxf(amax[0], nj_row_amax(r, i, w, b, c));
         nj_row_reduce<nj_max<1>>(amax, s, red);
         if (p.scale)
             amax[0] = fminf(amax[0], *p.scale);
@@ -827,11 +954,9 @@ __device__ __forceinline__ void nj_store_row(nj_row_regs &r, const nj_params &p,
     for (int i = 0; i < NJ_NPT; ++i) {
         if (live && nj_owns(i, s)) {
             const nj_i64 e = e0 + i * NJ_STEP;
-            const float amax = nj_lanes_max<NJ_GV>(
-                nj_amax_vec(nj_advance(w, i * NJ_STEP), nj_advance(b, i * NJ_STEP), r.v[i], c));
+            const float amax = nj_lanes_max<NJ_GV>(nj_row_amax(r, i, w, b, c));
             const float scale = nj_scale_of(amax, p.min_scale);
-            nj_out_vec(row.y + e, nj_advance(w, i * NJ_STEP), nj_advance(b, i * NJ_STEP), r.v[i],
-                       c, 1.f / scale);
+            nj_row_out(r, i, row.y + e, w, b, c, 1.f / scale);
             if ((s.lane % NJ_GV) == 0)
                 p.scales[row_index * p.scales_row_stride +
                          (e / NJ_GROUP) * p.scales_group_stride] = scale;
@@ -846,15 +971,13 @@ __device__ __forceinline__ void nj_store_row(nj_row_regs &r, const nj_params &p,
 #pragma unroll
         for (int i = g * steps; i < (g + 1) * steps; ++i)
             if (live)
-                amax = fmaxf(amax, nj_amax_vec(nj_advance(w, i * NJ_STEP),
-                                               nj_advance(b, i * NJ_STEP), r.v[i], c));
+                amax = fmaxf(amax, nj_row_amax(r, i, w, b, c));
         amax = nj_lanes_max<NJ_TPR>(amax);
         const float scale = nj_scale_of(amax, p.min_scale);
 #pragma unroll
         for (int i = g * steps; i < (g + 1) * steps; ++i)
             if (live)
-                nj_out_vec(row.y + e0 + i * NJ_STEP, nj_advance(w, i * NJ_STEP),
-                           nj_advance(b, i * NJ_STEP), r.v[i], c, 1.f / scale);
+                nj_row_out(r, i, row.y + e0 + i * NJ_STEP, w, b, c, 1.f / scale);
         if (live && s.lane == 0)
             p.scales[row_index * p.scales_row_stride +
                      ((e0 + g * steps * NJ_STEP) / NJ_GROUP) * p.scales_group_stride] = scale;
@@ -864,14 +987,58 @@ __device__ __forceinline__ void nj_store_row(nj_row_regs &r, const nj_params &p,
 #pragma unroll
     for (int i = 0; i < NJ_NPT; ++i)
         if (live && nj_owns(i, s))
-            nj_out_vec(row.y + e0 + i * NJ_STEP, nj_advance(w, i * NJ_STEP),
-                       nj_advance(b, i * NJ_STEP), r.v[i], c, qinv);
+            nj_row_out(r, i, row.y + e0 + i * NJ_STEP, w, b, c, qinv);
 #endif
 }
 #else // NJ_STORAGE_STREAM
 
-// Write a row read again from memory (stream storage), one vector per step.
+// Stream storage reads a thread's vectors in batches whose loads are issued
+// together, before any store of the batch: the compiler keeps a load after a
+// store it cannot prove apart (y may be x), which made every vector of the
+// output pass one memory round trip of its own. NJ_SB vectors per batch in
+// the reduction pass; the output pass takes its batch (vectors with their
+// weights and bias) from the op: larger batches spill at 1024 threads.
+#define NJ_SB 4
+#define NJ_NPS ((NJ_NV + NJ_TPR - 1) / NJ_TPR) // vectors per thread
+
+// Whether the thread has vector i (of NJ_NPS): j = lane + i * NJ_TPR.
+__device__ __forceinline__ bool nj_stream_has(int i, int j)
+{
+    return i < NJ_NPS && (NJ_NV % NJ_TPR == 0 || j < NJ_NV);
+}
+
+// The reduction pass: each vector of the thread's part of the row, in order,
+// added to the partial results `acc` by Acc::add(acc, v, shift); the fused
+// add's sums are written here.
+template <typename Acc, int K>
+__device__ __forceinline__ void nj_stream_pass(const nj_row &r, bool live, const nj_slot &s,
+                                               float (&acc)[K], float shift)
+{
+    if (!live)
+        return;
+#pragma unroll 1
+    for (int i0 = 0; i0 < NJ_NPS; i0 += NJ_SB) {
+        nj_xvec v[NJ_SB];
+#pragma unroll
+        for (int u = 0; u < NJ_SB; ++u) {
+            const int j = s.lane + (i0 + u) * NJ_TPR;
+            if (nj_stream_has(i0 + u, j))
+                nj_load_input(v[u], r, (nj_i64)j * NJ_VEC);
+        }
+#pragma unroll
+        for (int u = 0; u < NJ_SB; ++u) {
+            const int j = s.lane + (i0 + u) * NJ_TPR;
+            if (nj_stream_has(i0 + u, j)) {
+                nj_store_sum(v[u], r, (nj_i64)j * NJ_VEC);
+                Acc::add(acc, v[u], shift);
+            }
+        }
+    }
+}
+
+// Write a row read again from memory (stream storage), SBO vectors at a time.
 // Token quantization first takes the amax in a pass of its own.
+template <int SBO>
 __device__ __forceinline__ void nj_stream_store_row(const nj_params &p, const nj_row &row,
                                                     const NJ_TW *b, nj_i64 row_index,
                                                     const nj_norm_coef &c, bool live,
@@ -911,18 +1078,23 @@ __device__ __forceinline__ void nj_stream_store_row(const nj_params &p, const nj
     if (live) {
         for (int g = 0; g < NJ_NV / NJ_GV; ++g) {
             nj_xvec v[steps];
+            nj_wvec wv[steps], bv[steps];
             float amax = 0.f;
 #pragma unroll
             for (int i = 0; i < steps; ++i) {
                 const nj_i64 e = ((nj_i64)(g * steps + i) * NJ_TPR + s.lane) * NJ_VEC;
                 nj_reload_input(v[i], row, e);
-                amax = fmaxf(amax, nj_amax_vec(nj_advance(w, e), nj_advance(b, e), v[i], c));
+                nj_load_params(wv[i], bv[i], nj_advance(w, e), nj_advance(b, e));
             }
+#pragma unroll
+            for (int i = 0; i < steps; ++i)
+                amax = fmaxf(amax, nj_amax_vals(wv[i], bv[i], w != nullptr, b != nullptr, v[i], c));
             const float scale = nj_scale_of(nj_lanes_max<NJ_TPR>(amax), p.min_scale);
 #pragma unroll
             for (int i = 0; i < steps; ++i) {
                 const nj_i64 e = ((nj_i64)(g * steps + i) * NJ_TPR + s.lane) * NJ_VEC;
-                nj_out_vec(row.y + e, nj_advance(w, e), nj_advance(b, e), v[i], c, 1.f / scale);
+                nj_out_vals(row.y + e, wv[i], bv[i], w != nullptr, b != nullptr, v[i], c,
+                            1.f / scale);
             }
             if (s.lane == 0)
                 p.scales[row_index * p.scales_row_stride + g * p.scales_group_stride] = scale;
@@ -930,26 +1102,43 @@ __device__ __forceinline__ void nj_stream_store_row(const nj_params &p, const nj
     }
 #else
     if (live) {
-#pragma unroll 4
-        for (int j = s.lane; j < NJ_NV; j += NJ_TPR) {
-            const nj_i64 e = (nj_i64)j * NJ_VEC;
-            nj_xvec v;
-            nj_reload_input(v, row, e);
+#pragma unroll 1
+        for (int i0 = 0; i0 < NJ_NPS; i0 += SBO) {
+            nj_xvec v[SBO];
+            nj_wvec wv[SBO], bv[SBO];
+#pragma unroll
+            for (int u = 0; u < SBO; ++u) {
+                const int j = s.lane + (i0 + u) * NJ_TPR;
+                const nj_i64 e = (nj_i64)j * NJ_VEC;
+                if (nj_stream_has(i0 + u, j)) {
+                    nj_reload_input(v[u], row, e);
+                    nj_load_params(wv[u], bv[u], nj_advance(w, e), nj_advance(b, e));
+                }
+            }
+#pragma unroll
+            for (int u = 0; u < SBO; ++u) {
+                const int j = s.lane + (i0 + u) * NJ_TPR;
+                const nj_i64 e = (nj_i64)j * NJ_VEC;
+                if (!nj_stream_has(i0 + u, j))
+                    continue;
 #if NJ_QUANT == NJ_QUANT_GROUP
-            // A group within the lanes of one step.
-            const float amax =
-                nj_lanes_max<NJ_GV>(nj_amax_vec(nj_advance(w, e), nj_advance(b, e), v, c));
-            const float scale = nj_scale_of(amax, p.min_scale);
-            nj_out_vec(row.y + e, nj_advance(w, e), nj_advance(b, e), v, c, 1.f / scale);
-            if ((s.lane % NJ_GV) == 0)
-                p.scales[row_index * p.scales_row_stride + (e / NJ_GROUP) * p.scales_group_stride] =
-                    scale;
+                // A group within the lanes of one step.
+                const float amax = nj_lanes_max<NJ_GV>(
+                    nj_amax_vals(wv[u], bv[u], w != nullptr, b != nullptr, v[u], c));
+                const float scale = nj_scale_of(amax, p.min_scale);
+                nj_out_vals(row.y + e, wv[u], bv[u], w != nullptr, b != nullptr, v[u], c,
+                            1.f / scale);
+                if ((s.lane % NJ_GV) == 0)
+                    p.scales[row_index * p.scales_row_stride +
+                             (e / NJ_GROUP) * p.scales_group_stride] = scale;
 #else
-            nj_out_vec(row.y + e, nj_advance(w, e), nj_advance(b, e), v, c, qinv);
+                nj_out_vals(row.y + e, wv[u], bv[u], w != nullptr, b != nullptr, v[u], c, qinv);
 #endif
+            }
         }
     }
 #endif
+    (void)qinv;
 }
 #endif
 

@@ -8,7 +8,8 @@
 // shifted by the row's first element, which keeps E[d^2] - E[d]^2 accurate
 // when the mean is large against the spread, then a second pass for the
 // output.
-// Knobs: NJ_VEC, NJ_TPR, NJ_RPC, NJ_CLUSTER, NJ_MIN_CTAS, NJ_STORAGE (see common.cuh).
+// Knobs: NJ_VEC, NJ_TPR, NJ_RPC, NJ_CLUSTER, NJ_MIN_CTAS, NJ_STORAGE, NJ_WLOAD,
+// NJ_LN_ONEPASS (see common.cuh).
 #ifndef NJ_RENDERED
 #include "common.cuh"
 #endif
@@ -18,19 +19,25 @@
 // writes: with the fused add in place, the sum overwrites the residual.
 __device__ __forceinline__ float nj_shift_of(const nj_row &r, bool live)
 {
-    float shift = 0.f;
-    if (live) {
-#if NJ_ADD
-        shift = nj_round_to<NJ_TR>(nj_to_f32(r.x[0]) + nj_to_f32(r.res[0]));
-#else
-        shift = nj_to_f32(r.x[0]);
-#endif
-    }
+    const float shift = nj_row_first(r, live);
 #if NJ_ADD
     __syncthreads();
 #endif
     return shift;
 }
+
+// Sums of d and d^2, d = x - shift.
+struct nj_shifted_sums {
+    __device__ __forceinline__ static void add(float (&a)[2], const nj_xvec &v, float shift)
+    {
+#pragma unroll
+        for (int k = 0; k < NJ_VEC; ++k) {
+            const float d = nj_to_f32(v.v[k]) - shift;
+            a[0] += d;
+            a[1] += d * d;
+        }
+    }
+};
 #endif
 
 extern "C" __global__ void NJ_BOUNDS NJ_CLUSTER_ATTR NJ_KERNEL_NAME(const nj_params p)
@@ -48,7 +55,30 @@ extern "C" __global__ void NJ_BOUNDS NJ_CLUSTER_ATTR NJ_KERNEL_NAME(const nj_par
 #if NJ_STORAGE == NJ_STORAGE_REG
         const nj_i64 off = nj_thread_offset(s);
         nj_row_regs r;
-        nj_load_row(r, rr, off, live, s);
+#if NJ_LN_ONEPASS
+        // One reduction of sums shifted by the row's first element; the fused
+        // add writes its sums once every thread has read that element.
+        const float shift = nj_row_first(rr, live);
+        nj_load_row(r, p, rr, (const NJ_TW *)p.b, off, live, s);
+        float sums[2] = {0.f, 0.f};
+#pragma unroll
+        for (int i = 0; i < NJ_NPT; ++i) {
+            if (live && nj_owns(i, s)) {
+#pragma unroll
+                for (int k = 0; k < NJ_VEC; ++k) {
+                    const float d = nj_to_f32(r.v[i].v[k]) - shift;
+                    sums[0] += d;
+                    sums[1] += d * d;
+                }
+            }
+        }
+        nj_row_reduce<nj_sum<2>>(sums, s, red);
+        nj_store_sums(r, rr, off, live, s);
+        const float dmean = sums[0] / NJ_H;
+        const float mean = shift + dmean;
+        const float rstd = rsqrtf(fmaxf(sums[1] / NJ_H - dmean * dmean, 0.f) + p.eps);
+#else
+        nj_load_row(r, p, rr, (const NJ_TW *)p.b, off, live, s);
         float sum[1] = {0.f};
 #pragma unroll
         for (int i = 0; i < NJ_NPT; ++i) {
@@ -57,6 +87,7 @@ extern "C" __global__ void NJ_BOUNDS NJ_CLUSTER_ATTR NJ_KERNEL_NAME(const nj_par
                 sum[0] += nj_to_f32(r.v[i].v[k]); // elements not owned are zero
         }
         nj_row_reduce<nj_sum<1>>(sum, s, red);
+        nj_store_sums(r, rr, off, live, s);
         const float mean = sum[0] / NJ_H;
         nj_refresh_row(r, mean);
         float sq[1] = {0.f};
@@ -72,32 +103,21 @@ extern "C" __global__ void NJ_BOUNDS NJ_CLUSTER_ATTR NJ_KERNEL_NAME(const nj_par
         }
         nj_row_reduce<nj_sum<1>>(sq, s, red);
         const float rstd = rsqrtf(sq[0] / NJ_H + p.eps);
+#endif
         const nj_norm_coef c = {mean, rstd, p.w_offset};
         nj_refresh_row(r, rstd);
         nj_store_row(r, p, rr, (const NJ_TW *)p.b, row, off, c, live, s, red);
 #else
         const float shift = nj_shift_of(rr, live);
         float sums[2] = {0.f, 0.f};
-        if (live) {
-#pragma unroll 4
-            for (int j = s.lane; j < NJ_NV; j += NJ_TPR) {
-                nj_xvec v;
-                nj_load_input(v, rr, (nj_i64)j * NJ_VEC);
-#pragma unroll
-                for (int k = 0; k < NJ_VEC; ++k) {
-                    const float d = nj_to_f32(v.v[k]) - shift;
-                    sums[0] += d;
-                    sums[1] += d * d;
-                }
-            }
-        }
+        nj_stream_pass<nj_shifted_sums>(rr, live, s, sums, shift);
         nj_row_reduce<nj_sum<2>>(sums, s, red);
         const float dmean = sums[0] / NJ_H;
         const float mean = shift + dmean;
         const float var = fmaxf(sums[1] / NJ_H - dmean * dmean, 0.f);
         const float rstd = rsqrtf(var + p.eps);
         const nj_norm_coef c = {mean, rstd, p.w_offset};
-        nj_stream_store_row(p, rr, (const NJ_TW *)p.b, row, c, live, s, red);
+        nj_stream_store_row<2>(p, rr, (const NJ_TW *)p.b, row, c, live, s, red);
 #endif
         nj_write_stats(p.rstd, p.mean, row, mean, rstd, live, s);
     }

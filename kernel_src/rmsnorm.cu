@@ -9,9 +9,22 @@
 // own elements (rounded, or quantized: common.cuh). Register storage reads
 // every element once; stream storage reads the row a second time for the
 // output.
-// Knobs: NJ_VEC, NJ_TPR, NJ_RPC, NJ_CLUSTER, NJ_MIN_CTAS, NJ_STORAGE (see common.cuh).
+// Knobs: NJ_VEC, NJ_TPR, NJ_RPC, NJ_CLUSTER, NJ_MIN_CTAS, NJ_STORAGE, NJ_WLOAD (see common.cuh).
 #ifndef NJ_RENDERED
 #include "common.cuh"
+#endif
+
+#if NJ_STORAGE == NJ_STORAGE_STREAM
+struct nj_sum_squares {
+    __device__ __forceinline__ static void add(float (&a)[1], const nj_xvec &v, float)
+    {
+#pragma unroll
+        for (int k = 0; k < NJ_VEC; ++k) {
+            const float f = nj_to_f32(v.v[k]);
+            a[0] += f * f;
+        }
+    }
+};
 #endif
 
 extern "C" __global__ void NJ_BOUNDS NJ_CLUSTER_ATTR NJ_KERNEL_NAME(const nj_params p)
@@ -30,7 +43,7 @@ extern "C" __global__ void NJ_BOUNDS NJ_CLUSTER_ATTR NJ_KERNEL_NAME(const nj_par
 #if NJ_STORAGE == NJ_STORAGE_REG
         const nj_i64 off = nj_thread_offset(s);
         nj_row_regs r;
-        nj_load_row(r, rr, off, live, s);
+        nj_load_row(r, p, rr, nullptr, off, live, s);
 #pragma unroll
         for (int i = 0; i < NJ_NPT; ++i) {
 #pragma unroll
@@ -40,27 +53,17 @@ extern "C" __global__ void NJ_BOUNDS NJ_CLUSTER_ATTR NJ_KERNEL_NAME(const nj_par
             }
         }
         nj_row_reduce<nj_sum<1>>(sum, s, red);
+        nj_store_sums(r, rr, off, live, s);
         const float rstd = rsqrtf(sum[0] / NJ_H + p.eps);
         const nj_norm_coef c = {0.f, rstd, p.w_offset};
         nj_refresh_row(r, rstd);
         nj_store_row(r, p, rr, nullptr, row, off, c, live, s, red);
 #else
-        if (live) {
-#pragma unroll 4
-            for (int j = s.lane; j < NJ_NV; j += NJ_TPR) {
-                nj_xvec v;
-                nj_load_input(v, rr, (nj_i64)j * NJ_VEC);
-#pragma unroll
-                for (int k = 0; k < NJ_VEC; ++k) {
-                    const float f = nj_to_f32(v.v[k]);
-                    sum[0] += f * f;
-                }
-            }
-        }
+        nj_stream_pass<nj_sum_squares>(rr, live, s, sum, 0.f);
         nj_row_reduce<nj_sum<1>>(sum, s, red);
         const float rstd = rsqrtf(sum[0] / NJ_H + p.eps);
         const nj_norm_coef c = {0.f, rstd, p.w_offset};
-        nj_stream_store_row(p, rr, nullptr, row, c, live, s, red);
+        nj_stream_store_row<4>(p, rr, nullptr, row, c, live, s, red);
 #endif
         nj_write_stats(p.rstd, nullptr, row, 0.f, rstd, live, s);
     }

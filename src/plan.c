@@ -41,6 +41,7 @@ static void base_plan(const nj_request *r, nj_plan *out)
     k->cluster = 1;
     k->storage = NJ_STORAGE_REG;
     k->occ = 0;
+    k->wload = NJ_WLOAD_LATE;
     out->ctas_per_sm = 0;
 }
 
@@ -87,6 +88,7 @@ void nj_plan_heuristic(const nj_request *r, int arch, nj_plan *out)
     if (k->tpr >= 512 && row_bytes > NJ_MID_ROW_BYTES)
         k->occ = nj_plan_occ_target(&out->v);
     nj_plan_fit(out, arch);
+    nj_plan_wload(out);
 }
 
 void nj_plan_fit(nj_plan *p, int arch)
@@ -147,6 +149,7 @@ static int layouts(const nj_request *r, int arch, nj_knobs *out, int max)
     k.vec = r->vec;
     k.rpc = 1;
     k.occ = 0;
+    k.wload = NJ_WLOAD_LATE;
     k.storage = NJ_STORAGE_REG;
     for (cl = 1; cl <= NJ_MAX_CLUSTER; cl *= 2) {
         int64_t per_cta = ceil_div(nv, cl);
@@ -200,12 +203,16 @@ int nj_plan_candidates(const nj_request *r, int arch, const nj_knobs *layout, nj
         /* A cluster holds one row per CTA. */
         n_rpc = lay[i].cluster > 1 ? (rpcs[0] = 1) : rpc_options(lay[i].tpr, rpcs);
         for (j = 0; j < n_rpc && n < max; j++) {
+            nj_plan p;
             nj_variant v;
             int occ;
             v.s = r->s;
             v.k = lay[i];
             v.k.rpc = rpcs[j];
             v.k.occ = 0;
+            p.v = v;
+            nj_plan_wload(&p);
+            v.k.wload = p.v.k.wload;
             if (nj_variant_check(&v, arch) != NORMJIT_OK)
                 continue;
             out[n++] = v;
@@ -217,6 +224,19 @@ int nj_plan_candidates(const nj_request *r, int arch, const nj_knobs *layout, nj
         }
     }
     return n;
+}
+
+#define NJ_EARLY_WEIGHT_BYTES 48
+
+void nj_plan_wload(nj_plan *p)
+{
+    const nj_variant *v = &p->v;
+    const int row_bytes_per_thread =
+        nj_variant_vectors_per_thread(v) * v->k.vec * nj_dtype_size(nj_spec_input_dtype(&v->s));
+    p->v.k.wload = v->k.storage == NJ_STORAGE_REG && !is_layernorm(v->s.op) &&
+                           row_bytes_per_thread <= NJ_EARLY_WEIGHT_BYTES
+                       ? NJ_WLOAD_EARLY
+                       : NJ_WLOAD_LATE;
 }
 
 int nj_plan_grid_options(int bucket, int *out, int max)

@@ -27,8 +27,10 @@ static void plan_from(const nj_tuning *const *tables, int n, int arch, const nj_
             break;
     if (i == n)
         nj_plan_heuristic(&lr, arch, out);
-    if (nj_spec_equal(&lr.s, &r->s))
+    if (nj_spec_equal(&lr.s, &r->s)) {
+        nj_plan_wload(out);
         return;
+    }
     /* The request's own record, where a table has one of the same layout. */
     for (i = 0; i < n; i++)
         if (tables[i] && nj_tuning_lookup(tables[i], r, &own) &&
@@ -38,6 +40,7 @@ static void plan_from(const nj_tuning *const *tables, int n, int arch, const nj_
         }
     out->v.s = r->s;
     nj_plan_fit(out, arch);
+    nj_plan_wload(out);
 }
 
 void nj_planner_plan(const nj_planner *p, const nj_request *r, nj_plan *out)

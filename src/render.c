@@ -54,6 +54,8 @@ int nj_render(const nj_templates *t, const nj_variant *v, nj_buf *source,
                   "#define NJ_CLUSTER %d\n#define NJ_MIN_CTAS %d\n#define NJ_STORAGE %d\n",
                   name, type_of(s->tx), type_of(s->ty), type_of(s->tw), (long long)s->hidden,
                   v->k.vec, v->k.tpr, v->k.rpc, v->k.cluster, v->k.occ, v->k.storage);
+    if (v->k.wload)
+        nj_buf_printf(source, "#define NJ_WLOAD %d\n", v->k.wload);
     nj_buf_puts(source, d->defines);
     if (s->tr)
         nj_buf_printf(source, "#define NJ_TR %s\n", type_of(s->tr));

@@ -9,6 +9,7 @@
 static const char *const dtype_names[] = {NULL, "f32", "f16", "bf16", "fp8e4m3", "fp8e5m2",
                                           "int8"};
 static const char *const storage_names[] = {"reg", "stream"};
+static const char *const wload_names[] = {"late", NULL, "early"};
 static const char *const bucket_names[] = {"decode", "prefill", "large"};
 static const char *const quant_names[] = {"none", "tensor", "token", "group"};
 static const char *const cast_names[] = {"none", "llama", "gemma"};
@@ -245,7 +246,7 @@ int nj_variant_equal(const nj_variant *a, const nj_variant *b)
 {
     return nj_spec_equal(&a->s, &b->s) && a->k.vec == b->k.vec && a->k.tpr == b->k.tpr &&
            a->k.rpc == b->k.rpc && a->k.cluster == b->k.cluster &&
-           a->k.storage == b->k.storage && a->k.occ == b->k.occ;
+           a->k.storage == b->k.storage && a->k.occ == b->k.occ && a->k.wload == b->k.wload;
 }
 
 void nj_variant_name(const nj_variant *v, char *out, size_t size)
@@ -257,6 +258,8 @@ void nj_variant_name(const nj_variant *v, char *out, size_t size)
                      (long long)s->hidden, v->k.vec, v->k.tpr, v->k.rpc, v->k.cluster, v->k.occ,
                      storage_name(v->k.storage));
     size_t used = n < 0 ? 0 : (size_t)n < size ? (size_t)n : size;
+    if (v->k.wload == NJ_WLOAD_EARLY && used < size)
+        used += (size_t)snprintf(out + used, size - used, "_we");
     if (s->tr && used < size)
         used += (size_t)snprintf(out + used, size - used, "_r%s", shown(nj_dtype_name(s->tr)));
     if (s->quant && used < size)
@@ -277,7 +280,9 @@ void nj_variant_describe(const nj_variant *v, nj_buf *out)
                   shown(nj_dtype_name(s->ty)), shown(nj_dtype_name(s->tw)), (long long)s->hidden,
                   v->k.vec, v->k.tpr, v->k.rpc, v->k.cluster, v->k.occ,
                   storage_name(v->k.storage));
-    /* The epilogue only when there is one, so plain variants keep their text. */
+    /* Early weights and the epilogue only when so, so other variants keep their text. */
+    if (v->k.wload)
+        nj_buf_printf(out, " wload=%s", shown(name_at(wload_names, COUNT(wload_names), v->k.wload)));
     if (s->tr)
         nj_buf_printf(out, " r=%s", shown(nj_dtype_name(s->tr)));
     if (s->quant)
@@ -305,11 +310,11 @@ int nj_variant_parse_fields(const char *s, nj_variant *v, unsigned flags, unsign
     /* Fields in any order, each at most once, in the order of enum nj_variant_field. */
     enum {
         F_OP, F_X, F_Y, F_W, F_HIDDEN, F_VEC, F_TPR, F_RPC, F_CLUSTER, F_OCC, F_STORAGE, F_R,
-        F_QUANT, F_GROUP, F_POW2, F_CAST, F_N
+        F_QUANT, F_GROUP, F_POW2, F_CAST, F_WLOAD, F_N
     };
     static const char *fields[F_N] = {"op",      "x",   "y",       "w",     "hidden", "vec",
                                       "tpr",     "rpc", "cluster", "occ",   "storage", "r",
-                                      "quant",   "group", "pow2",  "cast"};
+                                      "quant",   "group", "pow2",  "cast", "wload"};
     char word[64];
     int seen[F_N] = {0};
     int i, n;
@@ -366,6 +371,9 @@ int nj_variant_parse_fields(const char *s, nj_variant *v, unsigned flags, unsign
             break;
         case F_CAST:
             ok = (v->s.cast = name_index(cast_names, COUNT(cast_names), eq)) >= 0;
+            break;
+        case F_WLOAD:
+            ok = (v->k.wload = name_index(wload_names, COUNT(wload_names), eq)) >= 0;
             break;
         case F_HIDDEN:
             ok = parse_int(eq, 1, NJ_MAX_HIDDEN, &x);
@@ -558,6 +566,10 @@ int nj_variant_check(const nj_variant *v, int arch)
                        NJ_MAX_CTA_THREADS);
     if (k->storage != NJ_STORAGE_REG && k->storage != NJ_STORAGE_STREAM)
         return nj_fail(NORMJIT_EUNSUPPORTED, "unknown storage %d", k->storage);
+    if (k->wload != NJ_WLOAD_LATE &&
+        (k->wload != NJ_WLOAD_EARLY || k->storage != NJ_STORAGE_REG))
+        return nj_fail(NORMJIT_EUNSUPPORTED, "wload=%d: early weights need storage=reg",
+                       k->wload);
     if (k->occ < 0 || k->occ * threads > NJ_MAX_SM_THREADS)
         return nj_fail(NORMJIT_EUNSUPPORTED, "occ=%d CTAs of %d threads exceed an SM's %d threads",
                        k->occ, threads, NJ_MAX_SM_THREADS);

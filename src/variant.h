@@ -26,6 +26,9 @@
 
 /* Where a row lives between the reduction and the output. */
 enum { NJ_STORAGE_REG = 0, NJ_STORAGE_STREAM = 1 };
+/* When register storage reads the weights and bias: at each vector's output, or with the row
+   (their latency hidden behind the row's; kernel_src/common.cuh, NJ_WLOAD). */
+enum { NJ_WLOAD_LATE = 0, NJ_WLOAD_EARLY = 2 };
 
 /* Row-count ranges that may use different launch knobs (but never a different reduction). */
 enum { NJ_BUCKET_DECODE = 0, NJ_BUCKET_PREFILL = 1, NJ_BUCKET_LARGE = 2, NJ_BUCKETS = 3 };
@@ -58,6 +61,7 @@ typedef struct nj_knobs {
     int cluster; /* CTAs sharing one row through a thread-block cluster (sm_90+) */
     int storage; /* NJ_STORAGE_* */
     int occ;     /* CTAs per SM the compiler must fit (__launch_bounds__), 0: its choice */
+    int wload;   /* NJ_WLOAD_*: changes no arithmetic, so buckets may differ (nj_plan_wload) */
 } nj_knobs;
 
 typedef struct nj_variant {
@@ -127,11 +131,12 @@ int nj_variant_equal(const nj_variant *a, const nj_variant *b);
 
 /*
  * The kernel's symbol name, unique per variant, e.g.
- * "nj_rmsnorm_f16_f16_f16_h4096_v8_t128_r1_c1_o0_reg"; an epilogue appends
- * "_r<dtype>", "_q<mode>[<group>][p2]" and "_c<cast>".
+ * "nj_rmsnorm_f16_f16_f16_h4096_v8_t128_r1_c1_o0_reg"; early weights append
+ * "_we", an epilogue "_r<dtype>", "_q<mode>[<group>][p2]" and "_c<cast>".
  */
 void nj_variant_name(const nj_variant *v, char *out, size_t size);
-/* The knobs as "key=value" words, e.g. "op=rmsnorm x=f16 ... storage=reg". */
+/* The knobs as "key=value" words, e.g. "op=rmsnorm x=f16 ... storage=reg" (and
+   "wload=early" when so). */
 void nj_variant_describe(const nj_variant *v, nj_buf *out);
 /* Parse what nj_variant_describe wrote; NORMJIT_EFORMAT with a message if malformed. */
 int nj_variant_parse(const char *s, nj_variant *v);

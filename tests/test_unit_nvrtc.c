@@ -44,10 +44,14 @@
 
 /* Knobs in the order nj_variant_describe prints them. */
 #define V(op, x, y, w, hidden, vec, tpr, rpc, cluster, occ, storage) \
-    {{op, x, y, w, 0, 0, 0, 0, 0, hidden}, {vec, tpr, rpc, cluster, storage, occ}}
+    {{op, x, y, w, 0, 0, 0, 0, 0, hidden}, {vec, tpr, rpc, cluster, storage, occ, 0}}
 /* The same with an epilogue: residual dtype, quant mode, group, pow2, cast. */
 #define EV(op, x, y, w, r, quant, group, pow2, cast, hidden, vec, tpr, rpc, cluster, occ, storage) \
-    {{op, x, y, w, r, quant, group, pow2, cast, hidden}, {vec, tpr, rpc, cluster, storage, occ}}
+    {{op, x, y, w, r, quant, group, pow2, cast, hidden}, {vec, tpr, rpc, cluster, storage, occ, 0}}
+/* The same, reading the weights with the row (wload=early). */
+#define EVE(op, x, y, w, r, quant, group, pow2, cast, hidden, vec, tpr, rpc, cluster, occ) \
+    {{op, x, y, w, r, quant, group, pow2, cast, hidden},                                   \
+     {vec, tpr, rpc, cluster, NJ_STORAGE_REG, occ, NJ_WLOAD_EARLY}}
 
 static const nj_nvrtc *nvrtc;
 static const nj_templates *templates;
@@ -163,6 +167,14 @@ static const struct {
     {EV(RMS, BF16, BF16, BF16, 0, 0, 0, 0, GEMMA, 2304, 8, 96, 1, 1, 0, REG), 80},
     {EV(ADD_LN, F16, F16, F16, F16, 0, 0, 0, LLAMA, 65536, 8, 1024, 1, 1, 0, STREAM), 80},
     {EV(ADD_RMS, BF16, E4M3, BF16, BF16, TOKEN, 0, 0, LLAMA, 4096, 8, 128, 1, 1, 0, REG), 80},
+    /* Weights read with the row (the decode bucket's kernels). */
+    {EVE(RMS, BF16, BF16, BF16, 0, 0, 0, 0, 0, 4096, 8, 256, 1, 1, 0), 80},
+    {EVE(LN, F16, F16, F16, 0, 0, 0, 0, 0, 2880, 8, 128, 1, 1, 0), 80},
+    {EVE(ADD_LN, BF16, BF16, BF16, BF16, 0, 0, 0, 0, 8192, 8, 512, 1, 1, 0), 80},
+    {EVE(RMS, BF16, E4M3, BF16, 0, GROUP, 128, 0, 0, 4096, 8, 128, 1, 1, 0), 80},
+    {EVE(ADD_RMS, BF16, I8, BF16, BF16, TOKEN, 0, 0, LLAMA, 7, 1, 8, 16, 1, 0), 80},
+    {EVE(QK, BF16, BF16, BF16, 0, 0, 0, 0, GEMMA, 128, 8, 16, 8, 1, 0), 80},
+    {EVE(LN, BF16, BF16, BF16, 0, 0, 0, 0, 0, 65536, 8, 256, 1, 4, 0), 90},
     /* QK-norm over head_dim. */
     {V(QK, BF16, BF16, BF16, 128, 8, 16, 8, 1, 0, REG), 80},
     {V(QK, F16, F16, F32, 64, 8, 8, 16, 1, 0, REG), 80},

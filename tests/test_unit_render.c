@@ -32,7 +32,7 @@
 
 /* Knobs in the order nj_variant_describe prints them. */
 #define V(op, x, y, w, hidden, vec, tpr, rpc, cluster, occ, storage) \
-    {{op, x, y, w, 0, 0, 0, 0, 0, hidden}, {vec, tpr, rpc, cluster, storage, occ}}
+    {{op, x, y, w, 0, 0, 0, 0, 0, hidden}, {vec, tpr, rpc, cluster, storage, occ, 0}}
 
 static const char *self_path;
 
