@@ -102,7 +102,7 @@ for step in "$@"; do
     NORMJIT_TORCH_NATIVE=0 PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH} timeout 120 ncu \
       --clock-control none --cache-control all -k "regex:lab_|nj_|_rms_norm|_layer_norm" \
       --launch-skip 3 --launch-count 12 --section SpeedOfLight --section LaunchStats \
-      python3 bench/lab_ncu.py ${LAB_NCU_SHAPE:-rmsnorm 1 4096} "${LAB_NCU_VARIANT:-t=256,NJ_WLOAD=2}" \
+      python3 bench/lab_ncu.py ${LAB_NCU_SHAPE:-rmsnorm 1 4096} "${LAB_NCU_VARIANT:-t=256,NJ_WLOAD=1}" \
       > "$out/ncu-lab.txt" 2>&1
     echo "ncu exit $?"; grep -E "^  [a-z_]+.*\(|Duration|Elapsed Cycles|Registers Per|Block Size" "$out/ncu-lab.txt" | head -60 ;;
   first)

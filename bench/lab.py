@@ -17,8 +17,8 @@ A variant is written "op-independent knobs,define=value,...":
     g=N                              a persistent grid of N CTAs per SM (default: one CTA
                                      per row group)
     table                            the shipped H100 tuning table's knobs for the shape
-    NJ_WLOAD=2,NJ_LN_ONEPASS=1       any template #define
-e.g. --variant "late=table" --variant "early=table,NJ_WLOAD=2".
+    NJ_WLOAD=1,NJ_PDL=0              any template #define
+(the experiments below list theirs).
 
 usage: python3 bench/lab.py --out DIR --experiment decode|wide|seed|... [--variant ...]
 The experiments below name their shapes and variants; --list prints them.
@@ -300,89 +300,45 @@ class Shape:
 
 
 # ---------------------------------------------------------------------------
-# Experiments: (section, [(op, dtype, rows, hidden)], variants, peers, graph)
+# Experiments
 
 BF16 = torch.bfloat16
 
 
-def _wide_variants():
-    out = []
-    for c in (1, 2, 4, 8):
-        for t in (256, 512, 1024):
-            for o in ((0, 2) if t <= 512 else (0,)):
-                out.append(f"c{c}t{t}o{o}=t={t},c={c},o={o}")
-                out.append(f"c{c}t{t}o{o}b=t={t},c={c},o={o},NJ_WLOAD=1")
-    return out
-
-
 def _decode_variants():
-    base = "NJ_WLOAD=2,NJ_LN_ONEPASS=1"
-    return [f"early=table,{base}", "late-1p=table,NJ_LN_ONEPASS=1", "late-2p=table,NJ_LN_ONEPASS=0"] + \
-        [f"t{t}r{r}=t={t},r={r},{base}" for t, r in ((64, 2), (128, 1), (128, 2), (256, 1), (512, 1))]
+    return ["late=table,NJ_WLOAD=0", "early=table,NJ_WLOAD=1"] + \
+        [f"t{t}r{r}=t={t},r={r},NJ_WLOAD=1" for t, r in ((64, 2), (128, 1), (128, 2), (256, 1), (512, 1))]
 
 
-def _wide2_variants():
+def _wide_variants():
     out = [f"s{t}o{o}=s=stream,t={t},o={o}" for t in (256, 512, 1024) for o in (0, 2)
            if t * o <= 1024]
-    for c, t in ((1, 512), (1, 1024), (2, 1024), (4, 512), (8, 256), (8, 512)):
+    for c, t in ((1, 512), (1, 1024), (2, 512), (2, 1024), (4, 512), (8, 256), (8, 512)):
         for o in ((0, 2) if t <= 512 else (0,)):
-            out.append(f"c{c}t{t}o{o}=t={t},c={c},o={o},NJ_LN_ONEPASS=1")
+            out.append(f"c{c}t{t}o{o}=t={t},c={c},o={o}")
     return out
 
 
+# Each: CUDA-graph replay (graph) or single cold calls; the shapes; the variants; the peers.
 EXPERIMENTS = {
     "decode": dict(
-        graph=True,
-        shapes=[(op, BF16, rows, h) for op in ("rmsnorm", "layernorm", "add_rmsnorm")
-                for h in (1024, 4096, 8192, 16384) for rows in (1, 16, 64, 256)],
-        variants=["late=table", "batch=table,NJ_WLOAD=1", "early=table,NJ_WLOAD=2",
-                  "early-nopdl=table,NJ_WLOAD=2,NJ_PDL=0", "early-1p=table,NJ_WLOAD=2,NJ_LN_ONEPASS=1",
-                  "late-1p=table,NJ_LN_ONEPASS=1"],
-        peers=["normjit", "liger", "triton"]),
-    "decode2": dict(
         graph=True,
         shapes=[(op, BF16, rows, h) for op in ("rmsnorm", "layernorm", "add_rmsnorm", "add_layernorm")
                 for h in (1024, 2048, 4096, 5120, 8192, 16384) for rows in (1, 64, 256)],
         variants=_decode_variants(),
         peers=["normjit", "liger", "triton"]),
-    "decode-tpr": dict(
-        graph=True,
-        shapes=[(op, BF16, rows, h) for op in ("rmsnorm", "layernorm")
-                for h in (1024, 4096, 8192, 16384) for rows in (1, 64)],
-        variants=[f"t{t}=t={t},NJ_WLOAD=2,NJ_LN_ONEPASS=1" for t in (32, 64, 128, 256, 512, 1024)]
-        + [f"t{t}r2=t={t},r=2,NJ_WLOAD=2,NJ_LN_ONEPASS=1" for t in (32, 64, 128)],
-        peers=["normjit", "liger"]),
     "wide": dict(
-        graph=False,
-        shapes=[(op, BF16, rows, h) for op in ("rmsnorm", "layernorm", "add_rmsnorm")
-                for rows, h in ((512, 32768), (512, 65536), (512, 131072), (256, 262144))],
-        variants=_wide_variants() + [f"c{c}t{t}1p=t={t},c={c},NJ_LN_ONEPASS=1"
-                                     for c in (2, 4, 8) for t in (256, 512)],
-        peers=["normjit"]),
-    "wide2": dict(
         graph=False,
         shapes=[(op, BF16, rows, h) for op in ("rmsnorm", "layernorm", "add_rmsnorm", "add_layernorm")
                 for rows, h in ((512, 32768), (512, 65536), (512, 131072), (256, 262144))],
-        variants=_wide2_variants(),
+        variants=_wide_variants(),
         peers=["normjit"]),
     "seed": dict(
         graph=False,
         shapes=[(op, BF16, rows, h) for op in ("rmsnorm", "layernorm", "add_rmsnorm", "add_layernorm")
-                for rows, h in ((2048, 4096), (4096, 8192), (16384, 8192))],
-        variants=["late=table", "batch=table,NJ_WLOAD=1", "early=table,NJ_WLOAD=2",
-                  "late-1p=table,NJ_LN_ONEPASS=1", "batch-1p=table,NJ_WLOAD=1,NJ_LN_ONEPASS=1"]
-        + [f"t{t}r{r}{n}=t={t},r={r},{d}" for t, r in ((64, 2), (128, 1), (128, 2), (256, 1), (512, 1))
-           for n, d in (("", "NJ_WLOAD=0"), ("-1p", "NJ_LN_ONEPASS=1"))],
-        peers=["normjit", "liger", "triton"]),
-    "seed2": dict(
-        graph=False,
-        shapes=[(op, BF16, rows, h) for op in ("layernorm", "add_layernorm", "add_rmsnorm")
                 for rows, h in ((2048, 4096), (4096, 8192), (16384, 8192), (32768, 12288))],
-        variants=["late-2p=table,NJ_LN_ONEPASS=0", "late-1p=table,NJ_LN_ONEPASS=1",
-                  "early-1p=table,NJ_WLOAD=2,NJ_LN_ONEPASS=1"]
-        + [f"t{t}r{r}{n}=t={t},r={r},{d}" for t, r in ((64, 2), (128, 1), (256, 1), (384, 1), (512, 1))
-           for n, d in (("-2p", "NJ_LN_ONEPASS=0"), ("-1p", "NJ_LN_ONEPASS=1"),
-                        ("-e1p", "NJ_WLOAD=2,NJ_LN_ONEPASS=1"))],
+        variants=["late=table,NJ_WLOAD=0", "early=table,NJ_WLOAD=1"]
+        + [f"t{t}r{r}=t={t},r={r}" for t, r in ((64, 2), (128, 1), (256, 1), (384, 1), (512, 1))],
         peers=["normjit", "liger", "triton"]),
 }
 

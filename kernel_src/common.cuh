@@ -24,11 +24,8 @@
 //   NJ_POW2     1: group scales rounded up to a power of two
 //   NJ_CAST     NJ_CAST_NONE, _LLAMA, _GEMMA: where the result is rounded (normjit.h)
 //   NJ_WLOAD    register storage: when the weights and bias are read. NJ_WLOAD_LATE: each
-//               vector's at its output; NJ_WLOAD_BATCH: all of the thread's after the
-//               reduction, before any output; NJ_WLOAD_EARLY: with the row, so their latency
-//               hides behind the row's (few rows, latency-bound calls)
-//   NJ_LN_ONEPASS  LayerNorm in register storage: 1 (default), one reduction of sums
-//               shifted by the row's first element; 0, a mean, then a variance reduction
+//               vector's at its output; NJ_WLOAD_EARLY: with the row, so that their latency
+//               hides behind the row's (latency-bound calls)
 //   NJ_PDL      0: no programmatic-dependent-launch instructions
 //
 // No CUDA toolkit header is included: the few conversions are PTX.
@@ -97,9 +94,6 @@
 #ifndef NJ_WLOAD
 #define NJ_WLOAD 0
 #endif
-#ifndef NJ_LN_ONEPASS
-#define NJ_LN_ONEPASS 1
-#endif
 #ifndef NJ_PDL
 #define NJ_PDL 1
 #endif
@@ -114,8 +108,7 @@
 #define NJ_CAST_LLAMA 1
 #define NJ_CAST_GEMMA 2
 #define NJ_WLOAD_LATE 0
-#define NJ_WLOAD_BATCH 1
-#define NJ_WLOAD_EARLY 2
+#define NJ_WLOAD_EARLY 1
 
 typedef long long nj_i64;
 
@@ -445,9 +438,8 @@ __device__ __forceinline__ void nj_store_sum(const nj_xvec &v, const nj_row &r, 
 }
 
 // The row's first input element (x[0], or the rounded sum x[0] + residual[0]),
-// the shift of LayerNorm's one-pass sums. Every thread reads it, so nothing may
-// write element 0 before every thread of the row (and cluster) has passed the
-// first reduction: the fused add then writes its sums after it.
+// the shift of LayerNorm's sums in stream storage. Every thread reads it, so
+// nothing may write element 0 before every thread of the row has.
 __device__ __forceinline__ float nj_row_first(const nj_row &r, bool live)
 {
     if (!live)
@@ -789,11 +781,11 @@ __device__ __forceinline__ void nj_write_stats(float *rstd_out, float *mean_out,
 }
 
 #if NJ_STORAGE == NJ_STORAGE_REG
-// The part of one row a thread holds in registers, and with NJ_WLOAD_BATCH or
-// NJ_WLOAD_EARLY the weights and bias of the same vectors.
+// The part of one row a thread holds in registers, and with NJ_WLOAD_EARLY the
+// weights and bias of the same vectors.
 struct nj_row_regs {
     nj_xvec v[NJ_NPT];
-#if NJ_WLOAD != NJ_WLOAD_LATE
+#if NJ_WLOAD == NJ_WLOAD_EARLY
     nj_wvec w[NJ_NPT], b[NJ_NPT];
 #endif
 };
@@ -803,7 +795,7 @@ struct nj_row_regs {
 __device__ __forceinline__ void nj_load_row_params(nj_row_regs &r, const NJ_TW *w, const NJ_TW *b,
                                                    bool live, const nj_slot &s)
 {
-#if NJ_WLOAD != NJ_WLOAD_LATE
+#if NJ_WLOAD == NJ_WLOAD_EARLY
 #pragma unroll
     for (int i = 0; i < NJ_NPT; ++i)
         if (live && nj_owns(i, s))
@@ -814,11 +806,11 @@ __device__ __forceinline__ void nj_load_row_params(nj_row_regs &r, const NJ_TW *
 }
 
 // Output and amax of the thread's vector i, with its weights and bias held
-// (NJ_WLOAD_BATCH, NJ_WLOAD_EARLY) or read now; w and b point at its first vector.
+// (NJ_WLOAD_EARLY) or read now; w and b point at its first vector.
 __device__ __forceinline__ void nj_row_out(const nj_row_regs &r, int i, NJ_TY *y, const NJ_TW *w,
                                            const NJ_TW *b, const nj_norm_coef &c, float qinv)
 {
-#if NJ_WLOAD != NJ_WLOAD_LATE
+#if NJ_WLOAD == NJ_WLOAD_EARLY
     nj_out_vals(y, r.w[i], r.b[i], w != nullptr, b != nullptr, r.v[i], c, qinv);
 #else
     nj_out_vec(y, nj_advance(w, i * NJ_STEP), nj_advance(b, i * NJ_STEP), r.v[i], c, qinv);
@@ -828,7 +820,7 @@ __device__ __forceinline__ void nj_row_out(const nj_row_regs &r, int i, NJ_TY *y
 __device__ __forceinline__ float nj_row_amax(const nj_row_regs &r, int i, const NJ_TW *w,
                                              const NJ_TW *b, const nj_norm_coef &c)
 {
-#if NJ_WLOAD != NJ_WLOAD_LATE
+#if NJ_WLOAD == NJ_WLOAD_EARLY
     return nj_amax_vals(r.w[i], r.b[i], w != nullptr, b != nullptr, r.v[i], c);
 #else
     return nj_amax_vec(nj_advance(w, i * NJ_STEP), nj_advance(b, i * NJ_STEP), r.v[i], c);
@@ -862,9 +854,8 @@ __device__ __forceinline__ void nj_load_row(nj_row_regs &r, const nj_params &p, 
 #endif
 }
 
-// The fused add's sums, held in registers, written to res_out. Called after the
-// first reduction: every thread of the row (and cluster) has then read the
-// row's first element (LayerNorm's shift) before any sum overwrites it in place.
+// The fused add's sums, held in registers, written to res_out (after the
+// first reduction, so that the loads of every vector are issued first).
 __device__ __forceinline__ void nj_store_sums(const nj_row_regs &r, const nj_row &row, nj_i64 e0,
                                               bool live, const nj_slot &s)
 {
@@ -926,9 +917,6 @@ __device__ __forceinline__ void nj_store_row(nj_row_regs &r, const nj_params &p,
     float qinv = 1.f;
     (void)row_index;
     (void)red;
-#if NJ_WLOAD == NJ_WLOAD_BATCH
-    nj_load_row_params(r, w, b, live, s);
-#endif
 #if NJ_QUANT == NJ_QUANT_TENSOR
     qinv = 1.f / *p.scale;
 #elif NJ_QUANT == NJ_QUANT_TOKEN

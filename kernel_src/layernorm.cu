@@ -8,8 +8,7 @@
 // shifted by the row's first element, which keeps E[d^2] - E[d]^2 accurate
 // when the mean is large against the spread, then a second pass for the
 // output.
-// Knobs: NJ_VEC, NJ_TPR, NJ_RPC, NJ_CLUSTER, NJ_MIN_CTAS, NJ_STORAGE, NJ_WLOAD,
-// NJ_LN_ONEPASS (see common.cuh).
+// Knobs: NJ_VEC, NJ_TPR, NJ_RPC, NJ_CLUSTER, NJ_MIN_CTAS, NJ_STORAGE, NJ_WLOAD (see common.cuh).
 #ifndef NJ_RENDERED
 #include "common.cuh"
 #endif
@@ -55,29 +54,6 @@ extern "C" __global__ void NJ_BOUNDS NJ_CLUSTER_ATTR NJ_KERNEL_NAME(const nj_par
 #if NJ_STORAGE == NJ_STORAGE_REG
         const nj_i64 off = nj_thread_offset(s);
         nj_row_regs r;
-#if NJ_LN_ONEPASS
-        // One reduction of sums shifted by the row's first element; the fused
-        // add writes its sums once every thread has read that element.
-        const float shift = nj_row_first(rr, live);
-        nj_load_row(r, p, rr, (const NJ_TW *)p.b, off, live, s);
-        float sums[2] = {0.f, 0.f};
-#pragma unroll
-        for (int i = 0; i < NJ_NPT; ++i) {
-            if (live && nj_owns(i, s)) {
-#pragma unroll
-                for (int k = 0; k < NJ_VEC; ++k) {
-                    const float d = nj_to_f32(r.v[i].v[k]) - shift;
-                    sums[0] += d;
-                    sums[1] += d * d;
-                }
-            }
-        }
-        nj_row_reduce<nj_sum<2>>(sums, s, red);
-        nj_store_sums(r, rr, off, live, s);
-        const float dmean = sums[0] / NJ_H;
-        const float mean = shift + dmean;
-        const float rstd = rsqrtf(fmaxf(sums[1] / NJ_H - dmean * dmean, 0.f) + p.eps);
-#else
         nj_load_row(r, p, rr, (const NJ_TW *)p.b, off, live, s);
         float sum[1] = {0.f};
 #pragma unroll
@@ -103,7 +79,6 @@ extern "C" __global__ void NJ_BOUNDS NJ_CLUSTER_ATTR NJ_KERNEL_NAME(const nj_par
         }
         nj_row_reduce<nj_sum<1>>(sq, s, red);
         const float rstd = rsqrtf(sq[0] / NJ_H + p.eps);
-#endif
         const nj_norm_coef c = {mean, rstd, p.w_offset};
         nj_refresh_row(r, rstd);
         nj_store_row(r, p, rr, (const NJ_TW *)p.b, row, off, c, live, s, red);
@@ -114,7 +89,8 @@ extern "C" __global__ void NJ_BOUNDS NJ_CLUSTER_ATTR NJ_KERNEL_NAME(const nj_par
         nj_row_reduce<nj_sum<2>>(sums, s, red);
         const float dmean = sums[0] / NJ_H;
         const float mean = shift + dmean;
-        const float var = fmaxf(sums[1] / NJ_H - dmean * dmean, 0.f);
+        float var = sums[1] / NJ_H - dmean * dmean;
+        var = var < 0.f ? 0.f : var; // rounding can make it negative; NaN stays NaN
         const float rstd = rsqrtf(var + p.eps);
         const nj_norm_coef c = {mean, rstd, p.w_offset};
         nj_stream_store_row<2>(p, rr, (const NJ_TW *)p.b, row, c, live, s, red);

@@ -7,14 +7,19 @@
  *    several rows;
  *  - rows up to 32 KB: about three vectors per thread (four for LayerNorm),
  *    up to 1024 threads;
- *  - longer rows: 1024 threads holding up to 128 bytes each (RMSNorm), then
- *    a cluster (RMSNorm, sm_90) or two passes over the row (LayerNorm, and
- *    anything larger), with the compiler asked for the occupancy that fits.
+ *  - longer rows: 512-thread CTAs holding up to 128 bytes each (RMSNorm),
+ *    across a cluster (sm_90) once one CTA no longer holds the row, so that
+ *    two CTAs fit an SM and one's loads overlap the other's reduction (512 x
+ *    131072 and 256 x 262144 bf16: 84% and 78% of a same-size copy against
+ *    81% and 74% with 1024-thread CTAs, bench/lab.py 2026-12-07); two passes
+ *    over the row (LayerNorm, and anything larger); the compiler asked for
+ *    the occupancy that fits.
  */
 #define NJ_SHORT_ROW_BYTES 2048
 #define NJ_SHORT_ROW_VECTORS 8
 #define NJ_MID_ROW_BYTES (32 << 10)
 #define NJ_TARGET_CTA_THREADS 128
+#define NJ_LONG_ROW_THREADS 512
 
 int nj_legal_tpr(int64_t t)
 {
@@ -70,10 +75,10 @@ void nj_plan_heuristic(const nj_request *r, int arch, nj_plan *out)
         tpr = ceil_div(nv, NJ_SHORT_ROW_VECTORS);
     } else if (row_bytes <= NJ_MID_ROW_BYTES) {
         tpr = ceil_div(nv, ln ? 4 : 3);
-    } else if (!ln && ceil_div(nv, NJ_MAX_CTA_THREADS) <= max_npt) {
-        tpr = NJ_MAX_CTA_THREADS;
+    } else if (!ln && ceil_div(nv, NJ_LONG_ROW_THREADS) <= max_npt) {
+        tpr = NJ_LONG_ROW_THREADS;
     } else {
-        int64_t cl = ceil_div(nv, NJ_MAX_CTA_THREADS * max_npt);
+        int64_t cl = ceil_div(nv, NJ_LONG_ROW_THREADS * max_npt);
         tpr = ln && row_bytes <= 2 * NJ_MID_ROW_BYTES ? NJ_MAX_CTA_THREADS / 2
                                                       : NJ_MAX_CTA_THREADS;
         if (!ln && arch >= 90 && cl <= NJ_MAX_CLUSTER) {

@@ -9,7 +9,7 @@
 static const char *const dtype_names[] = {NULL, "f32", "f16", "bf16", "fp8e4m3", "fp8e5m2",
                                           "int8"};
 static const char *const storage_names[] = {"reg", "stream"};
-static const char *const wload_names[] = {"late", NULL, "early"};
+static const char *const wload_names[] = {"late", "early"};
 static const char *const bucket_names[] = {"decode", "prefill", "large"};
 static const char *const quant_names[] = {"none", "tensor", "token", "group"};
 static const char *const cast_names[] = {"none", "llama", "gemma"};

@@ -28,7 +28,7 @@
 enum { NJ_STORAGE_REG = 0, NJ_STORAGE_STREAM = 1 };
 /* When register storage reads the weights and bias: at each vector's output, or with the row
    (their latency hidden behind the row's; kernel_src/common.cuh, NJ_WLOAD). */
-enum { NJ_WLOAD_LATE = 0, NJ_WLOAD_EARLY = 2 };
+enum { NJ_WLOAD_LATE = 0, NJ_WLOAD_EARLY = 1 };
 
 /* Row-count ranges that may use different launch knobs (but never a different reduction). */
 enum { NJ_BUCKET_DECODE = 0, NJ_BUCKET_PREFILL = 1, NJ_BUCKET_LARGE = 2, NJ_BUCKETS = 3 };

@@ -216,7 +216,7 @@ static void test_new_put_replaces_slot(void **state)
     assert_non_null(t);
     memset(&r, 0, sizeof r);
     r.plan.v = (nj_variant){{RMS, F16, F16, F16, 0, 0, 0, 0, 0, 4096},
-                            {8, 128, 1, 1, NJ_STORAGE_REG, 0}};
+                            {8, 128, 1, 1, NJ_STORAGE_REG, 0, NJ_WLOAD_LATE}};
     r.bucket = NJ_BUCKET_DECODE;
     r.us = 5.0;
     assert_int_equal(nj_tuning_put(t, &r), NORMJIT_OK);
