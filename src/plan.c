@@ -231,7 +231,7 @@ int nj_plan_candidates(const nj_request *r, int arch, const nj_knobs *layout, nj
     return n;
 }
 
-#define NJ_EARLY_WEIGHT_BYTES 48
+#define NJ_EARLY_WEIGHT_BYTES 32
 
 void nj_plan_wload(nj_plan *p)
 {

@@ -38,13 +38,13 @@ int nj_plan_candidates(const nj_request *r, int arch, const nj_knobs *layout, nj
                        int max);
 /*
  * When the plan's kernel reads its weights (wload knob): with the row for the
- * RMSNorm family in registers when a thread holds at most 48 bytes of the row,
+ * RMSNorm family in registers when a thread holds at most 32 bytes of the row,
  * where the weights' round trip after the reduction measured 0.2-0.4 us of a
  * 2 us decode call and nothing at the seed shapes; at each vector's output
- * otherwise (LayerNorm's weight and bias cost registers and measured 1-2.5%
- * slower from 4096 x 8192 up; docs/PERFORMANCE.md). A function of the
- * variant, so every bucket of a configuration shares its kernel; it changes
- * no arithmetic.
+ * otherwise (48 bytes, 704-thread CTAs at hidden 16384, lost a third of the
+ * bandwidth at 131072 rows; LayerNorm's weight and bias measured 1-2.5% slower
+ * from 4096 x 8192 up; docs/PERFORMANCE.md). A function of the variant, so
+ * every bucket of a configuration shares its kernel; it changes no arithmetic.
  */
 void nj_plan_wload(nj_plan *p);
 
