@@ -17,7 +17,7 @@ A variant is written "op-independent knobs,define=value,...":
     g=N                              a persistent grid of N CTAs per SM (default: one CTA
                                      per row group)
     table                            the shipped H100 tuning table's knobs for the shape
-    NJ_WLOAD=1,NJ_PDL=0              any template #define
+    NJ_WLOAD=1                       any template #define
 (the experiments below list theirs).
 
 usage: python3 bench/lab.py --out DIR --experiment decode|wide|seed|... [--variant ...]

@@ -26,7 +26,6 @@
 //   NJ_WLOAD    register storage: when the weights and bias are read. NJ_WLOAD_LATE: each
 //               vector's at its output; NJ_WLOAD_EARLY: with the row, so that their latency
 //               hides behind the row's (latency-bound calls)
-//   NJ_PDL      0: no programmatic-dependent-launch instructions
 //
 // No CUDA toolkit header is included: the few conversions are PTX.
 // Arithmetic is fp32; each output is rounded once (unless NJ_CAST says otherwise).
@@ -93,9 +92,6 @@
 #endif
 #ifndef NJ_WLOAD
 #define NJ_WLOAD 0
-#endif
-#ifndef NJ_PDL
-#define NJ_PDL 1
 #endif
 
 #define NJ_STORAGE_REG 0
@@ -312,14 +308,14 @@ typedef nj_vec<NJ_TW, NJ_VEC> nj_wvec;
 
 __device__ __forceinline__ void nj_pdl_wait()
 {
-#if __CUDA_ARCH__ >= 900 && NJ_PDL
+#if __CUDA_ARCH__ >= 900
     asm volatile("griddepcontrol.wait;" ::: "memory");
 #endif
 }
 
 __device__ __forceinline__ void nj_pdl_release()
 {
-#if __CUDA_ARCH__ >= 900 && NJ_PDL
+#if __CUDA_ARCH__ >= 900
     asm volatile("griddepcontrol.launch_dependents;");
 #endif
 }

@@ -93,7 +93,7 @@ void nj_plan_heuristic(const nj_request *r, int arch, nj_plan *out)
     if (k->tpr >= 512 && row_bytes > NJ_MID_ROW_BYTES)
         k->occ = nj_plan_occ_target(&out->v);
     nj_plan_fit(out, arch);
-    nj_plan_wload(out);
+    k->wload = nj_plan_wload(&out->v);
 }
 
 void nj_plan_fit(nj_plan *p, int arch)
@@ -208,16 +208,13 @@ int nj_plan_candidates(const nj_request *r, int arch, const nj_knobs *layout, nj
         /* A cluster holds one row per CTA. */
         n_rpc = lay[i].cluster > 1 ? (rpcs[0] = 1) : rpc_options(lay[i].tpr, rpcs);
         for (j = 0; j < n_rpc && n < max; j++) {
-            nj_plan p;
             nj_variant v;
             int occ;
             v.s = r->s;
             v.k = lay[i];
             v.k.rpc = rpcs[j];
             v.k.occ = 0;
-            p.v = v;
-            nj_plan_wload(&p);
-            v.k.wload = p.v.k.wload;
+            v.k.wload = nj_plan_wload(&v);
             if (nj_variant_check(&v, arch) != NORMJIT_OK)
                 continue;
             out[n++] = v;
@@ -233,15 +230,14 @@ int nj_plan_candidates(const nj_request *r, int arch, const nj_knobs *layout, nj
 
 #define NJ_EARLY_WEIGHT_BYTES 32
 
-void nj_plan_wload(nj_plan *p)
+int nj_plan_wload(const nj_variant *v)
 {
-    const nj_variant *v = &p->v;
     const int row_bytes_per_thread =
         nj_variant_vectors_per_thread(v) * v->k.vec * nj_dtype_size(nj_spec_input_dtype(&v->s));
-    p->v.k.wload = v->k.storage == NJ_STORAGE_REG && !is_layernorm(v->s.op) &&
-                           row_bytes_per_thread <= NJ_EARLY_WEIGHT_BYTES
-                       ? NJ_WLOAD_EARLY
-                       : NJ_WLOAD_LATE;
+    return v->k.storage == NJ_STORAGE_REG && !is_layernorm(v->s.op) &&
+                   row_bytes_per_thread <= NJ_EARLY_WEIGHT_BYTES
+               ? NJ_WLOAD_EARLY
+               : NJ_WLOAD_LATE;
 }
 
 int nj_plan_grid_options(int bucket, int *out, int max)

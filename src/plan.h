@@ -37,16 +37,16 @@ void nj_plan_fit(nj_plan *p, int arch);
 int nj_plan_candidates(const nj_request *r, int arch, const nj_knobs *layout, nj_variant *out,
                        int max);
 /*
- * When the plan's kernel reads its weights (wload knob): with the row for the
+ * The wload knob a variant gets: the weights read with the row for the
  * RMSNorm family in registers when a thread holds at most 32 bytes of the row,
  * where the weights' round trip after the reduction measured 0.2-0.4 us of a
  * 2 us decode call and nothing at the seed shapes; at each vector's output
  * otherwise (48 bytes, 704-thread CTAs at hidden 16384, lost a third of the
  * bandwidth at 131072 rows; LayerNorm's weight and bias measured 1-2.5% slower
- * from 4096 x 8192 up; docs/PERFORMANCE.md). A function of the variant, so
+ * from 4096 x 8192 up; docs/PERFORMANCE.md). A function of the other knobs, so
  * every bucket of a configuration shares its kernel; it changes no arithmetic.
  */
-void nj_plan_wload(nj_plan *p);
+int nj_plan_wload(const nj_variant *v);
 
 /* The grid sizes (ctas_per_sm: 0 is one CTA per row group) worth trying for a bucket. */
 int nj_plan_grid_options(int bucket, int *out, int max);

@@ -28,7 +28,7 @@ static void plan_from(const nj_tuning *const *tables, int n, int arch, const nj_
     if (i == n)
         nj_plan_heuristic(&lr, arch, out);
     if (nj_spec_equal(&lr.s, &r->s)) {
-        nj_plan_wload(out);
+        out->v.k.wload = nj_plan_wload(&out->v);
         return;
     }
     /* The request's own record, where a table has one of the same layout. */
@@ -40,7 +40,7 @@ static void plan_from(const nj_tuning *const *tables, int n, int arch, const nj_
         }
     out->v.s = r->s;
     nj_plan_fit(out, arch);
-    nj_plan_wload(out);
+    out->v.k.wload = nj_plan_wload(&out->v);
 }
 
 void nj_planner_plan(const nj_planner *p, const nj_request *r, nj_plan *out)

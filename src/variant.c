@@ -568,8 +568,8 @@ int nj_variant_check(const nj_variant *v, int arch)
         return nj_fail(NORMJIT_EUNSUPPORTED, "unknown storage %d", k->storage);
     if (k->wload != NJ_WLOAD_LATE &&
         (k->wload != NJ_WLOAD_EARLY || k->storage != NJ_STORAGE_REG))
-        return nj_fail(NORMJIT_EUNSUPPORTED, "wload=%d: early weights need storage=reg",
-                       k->wload);
+        return nj_fail(NORMJIT_EUNSUPPORTED,
+                       "wload=%d must be late (0), or early (1) with storage=reg", k->wload);
     if (k->occ < 0 || k->occ * threads > NJ_MAX_SM_THREADS)
         return nj_fail(NORMJIT_EUNSUPPORTED, "occ=%d CTAs of %d threads exceed an SM's %d threads",
                        k->occ, threads, NJ_MAX_SM_THREADS);

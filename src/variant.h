@@ -61,7 +61,7 @@ typedef struct nj_knobs {
     int cluster; /* CTAs sharing one row through a thread-block cluster (sm_90+) */
     int storage; /* NJ_STORAGE_* */
     int occ;     /* CTAs per SM the compiler must fit (__launch_bounds__), 0: its choice */
-    int wload;   /* NJ_WLOAD_*: changes no arithmetic, so buckets may differ (nj_plan_wload) */
+    int wload;   /* NJ_WLOAD_*: a function of the other knobs (nj_plan_wload); no arithmetic */
 } nj_knobs;
 
 typedef struct nj_variant {
