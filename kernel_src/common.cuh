@@ -433,18 +433,22 @@ __device__ __forceinline__ void nj_store_sum(const nj_xvec &v, const nj_row &r, 
 #endif
 }
 
-// The row's first input element (x[0], or the rounded sum x[0] + residual[0]),
-// the shift of LayerNorm's sums in stream storage. Every thread reads it, so
-// nothing may write element 0 before every thread of the row has.
-__device__ __forceinline__ float nj_row_first(const nj_row &r, bool live)
+// The mean of the row's first vector (x, or the rounded sums x + residual),
+// the shift of LayerNorm's sums in stream storage: closer to the row's mean
+// than one element, so E[d^2] - E[d]^2 loses less to cancellation. Every
+// thread reads it, so nothing may write the first vector before every thread
+// of the row has.
+__device__ __forceinline__ float nj_row_shift(const nj_row &r, bool live)
 {
     if (!live)
         return 0.f;
-#if NJ_ADD
-    return nj_round_to<NJ_TR>(nj_to_f32(r.x[0]) + nj_to_f32(r.res[0]));
-#else
-    return nj_to_f32(r.x[0]);
-#endif
+    nj_xvec v;
+    nj_load_input(v, r, 0);
+    float sum = 0.f;
+#pragma unroll
+    for (int k = 0; k < NJ_VEC; ++k)
+        sum += nj_to_f32(v.v[k]);
+    return sum / NJ_VEC;
 }
 
 // The input again, in stream storage: for the fused add, the sum this same
@@ -992,32 +996,48 @@ __device__ __forceinline__ bool nj_stream_has(int i, int j)
 }
 
 // The reduction pass: each vector of the thread's part of the row, in order,
-// added to the partial results `acc` by Acc::add(acc, v, shift); the fused
-// add's sums are written here.
+// reduced to partial results by Acc::add(part, v, shift) in fp32 and added
+// to the thread's totals in fp64 (a thread adds up to hundreds of vectors:
+// fp32 totals drifted by 1e-6 relative at hidden 131072); the fused add's
+// sums are written here. `acc` gets the totals rounded to fp32.
 template <typename Acc, int K>
 __device__ __forceinline__ void nj_stream_pass(const nj_row &r, bool live, const nj_slot &s,
                                                float (&acc)[K], float shift)
 {
-    if (!live)
-        return;
+    double total[K];
+#pragma unroll
+    for (int k = 0; k < K; ++k)
+        total[k] = 0.0;
+    if (live) {
 #pragma unroll 1
-    for (int i0 = 0; i0 < NJ_NPS; i0 += NJ_SB) {
-        nj_xvec v[NJ_SB];
+        for (int i0 = 0; i0 < NJ_NPS; i0 += NJ_SB) {
+            nj_xvec v[NJ_SB];
 #pragma unroll
-        for (int u = 0; u < NJ_SB; ++u) {
-            const int j = s.lane + (i0 + u) * NJ_TPR;
-            if (nj_stream_has(i0 + u, j))
-                nj_load_input(v[u], r, (nj_i64)j * NJ_VEC);
-        }
+            for (int u = 0; u < NJ_SB; ++u) {
+                const int j = s.lane + (i0 + u) * NJ_TPR;
+                if (nj_stream_has(i0 + u, j))
+                    nj_load_input(v[u], r, (nj_i64)j * NJ_VEC);
+            }
 #pragma unroll
-        for (int u = 0; u < NJ_SB; ++u) {
-            const int j = s.lane + (i0 + u) * NJ_TPR;
-            if (nj_stream_has(i0 + u, j)) {
-                nj_store_sum(v[u], r, (nj_i64)j * NJ_VEC);
-                Acc::add(acc, v[u], shift);
+            for (int u = 0; u < NJ_SB; ++u) {
+                const int j = s.lane + (i0 + u) * NJ_TPR;
+                if (nj_stream_has(i0 + u, j)) {
+                    nj_store_sum(v[u], r, (nj_i64)j * NJ_VEC);
+                    float part[K];
+#pragma unroll
+                    for (int k = 0; k < K; ++k)
+                        part[k] = 0.f;
+                    Acc::add(part, v[u], shift);
+#pragma unroll
+                    for (int k = 0; k < K; ++k)
+                        total[k] += part[k];
+                }
             }
         }
     }
+#pragma unroll
+    for (int k = 0; k < K; ++k)
+        acc[k] = (float)total[k];
 }
 
 // Write a row read again from memory (stream storage), SBO vectors at a time.

@@ -5,20 +5,20 @@
 // Work split as in rmsnorm.cu. Register storage computes the mean, then the
 // variance as the mean of (x - mean)^2 over the values still in registers
 // (two reductions, no cancellation). Stream storage makes one pass of sums
-// shifted by the row's first element, which keeps E[d^2] - E[d]^2 accurate
-// when the mean is large against the spread, then a second pass for the
-// output.
+// shifted by the mean of the row's first vector, which keeps E[d^2] - E[d]^2
+// accurate when the mean is large against the spread, then a second pass for
+// the output.
 // Knobs: NJ_VEC, NJ_TPR, NJ_RPC, NJ_CLUSTER, NJ_MIN_CTAS, NJ_STORAGE, NJ_WLOAD (see common.cuh).
 #ifndef NJ_RENDERED
 #include "common.cuh"
 #endif
 
 #if NJ_STORAGE == NJ_STORAGE_STREAM
-// The row's first input element, read by every thread before any of them
-// writes: with the fused add in place, the sum overwrites the residual.
+// The shift, read by every thread before any of them writes: with the fused
+// add in place, the sum overwrites the residual.
 __device__ __forceinline__ float nj_shift_of(const nj_row &r, bool live)
 {
-    const float shift = nj_row_first(r, live);
+    const float shift = nj_row_shift(r, live);
 #if NJ_ADD
     __syncthreads();
 #endif
