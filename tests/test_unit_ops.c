@@ -433,6 +433,57 @@ static void test_fused_ops_share_the_plain_layout(void **state)
     nj_tuning_free(t);
 }
 
+/* A quantized output without a record of its own asks for the occupancy that fits (token
+   scales; group scales where a thread holds at most two vectors); its own record decides. */
+static void test_quant_asks_for_occupancy(void **state)
+{
+    static const char table[] =
+        "device: Fake\nsms: 132\ncc: 90\nfields: " NJ_TUNING_FIELDS "\n"
+        "rmsnorm bf16 bf16 bf16 8192 prefill 8 512 1 1 0 reg 0 30 -\n"
+        "rmsnorm bf16 bf16 bf16 12288 prefill 8 512 1 1 0 reg 0 43 -\n"
+        "rmsnorm bf16 fp8e4m3 bf16 8192 prefill 8 512 1 1 0 reg 0 40 q=group128\n";
+    static const struct {
+        int64_t hidden;
+        int quant, group, occ;
+    } cases[] = {
+        {8192, NORMJIT_QUANT_NONE, 0, 0},     /* the plain op keeps its record */
+        {8192, NORMJIT_QUANT_TENSOR, 0, 3},   /* 512 threads x 40 registers: 3 CTAs */
+        {8192, NORMJIT_QUANT_TOKEN, 0, 3},
+        {8192, NORMJIT_QUANT_GROUP, 128, 0},  /* its own record */
+        {8192, NORMJIT_QUANT_GROUP, 64, 3},   /* two vectors a thread, no record */
+        {12288, NORMJIT_QUANT_TOKEN, 0, 3},
+        {12288, NORMJIT_QUANT_GROUP, 128, 0}, /* three vectors a thread */
+    };
+    nj_tuning *t = NULL;
+    nj_planner planner;
+    size_t i;
+    (void)state;
+    assert_int_equal(nj_tuning_parse(table, strlen(table), &t), NORMJIT_OK);
+    planner.arch = 90;
+    planner.user = t;
+    planner.shipped = NULL;
+    for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        nj_request r;
+        nj_plan p;
+        memset(&r, 0, sizeof r);
+        r.s.op = NORMJIT_OP_RMSNORM;
+        r.s.tx = r.s.ty = r.s.tw = BF16;
+        if (cases[i].quant) {
+            r.s.ty = E4M3;
+            r.s.quant = cases[i].quant;
+            r.s.group = cases[i].group;
+        }
+        r.s.hidden = cases[i].hidden;
+        r.vec = 8;
+        r.bucket = NJ_BUCKET_PREFILL;
+        nj_planner_plan(&planner, &r, &p);
+        assert_int_equal(p.v.k.tpr, 512);
+        if (p.v.k.occ != cases[i].occ)
+            fail_msg("case %zu: occ %d, want %d", i, p.v.k.occ, cases[i].occ);
+    }
+    nj_tuning_free(t);
+}
+
 /* Group quantization fits the layout so that every group lies within lanes of one thread row. */
 static void test_group_quant_plans_are_legal(void **state)
 {
@@ -481,6 +532,7 @@ int main(void)
         cmocka_unit_test(test_prepare_stats_struct_size),
         cmocka_unit_test(test_fused_ops_share_the_plain_layout),
         cmocka_unit_test(test_group_quant_plans_are_legal),
+        cmocka_unit_test(test_quant_asks_for_occupancy),
     };
     setenv("NORMJIT_TUNING_DIR", "/nonexistent/normjit-test", 1);
     unsetenv("NORMJIT_TUNING_FILE");
