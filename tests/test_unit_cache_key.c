@@ -45,9 +45,10 @@ static void fixture_init(fixture *f)
     snprintf(f->option[0], sizeof f->option[0], "--gpu-architecture=sm_90");
     snprintf(f->option[1], sizeof f->option[1], "-default-device");
     snprintf(f->option[2], sizeof f->option[2], "--std=c++17");
+    snprintf(f->option[3], sizeof f->option[3], "-minimal");
     for (i = 0; i < NJ_MAX_OPTIONS; i++)
         f->target.options[i] = f->option[i];
-    f->target.n_options = 3;
+    f->target.n_options = 4;
     snprintf(f->target.arch_option, sizeof f->target.arch_option, "--gpu-architecture=sm_90");
     snprintf(f->target.dir_name, sizeof f->target.dir_name, "sm_90");
 }
@@ -76,8 +77,9 @@ static void key_of(const fixture *f, nj_buf *text, char digest[33])
     X(option_0, snprintf(f->option[0], sizeof f->option[0], "--gpu-architecture=sm_80")) \
     X(option_1, snprintf(f->option[1], sizeof f->option[1], "-default-devic"))         \
     X(option_2, snprintf(f->option[2], sizeof f->option[2], "--std=c++20"))            \
-    X(option_added, (snprintf(f->option[3], sizeof f->option[3], "-lineinfo"), f->target.n_options = 4)) \
-    X(option_dropped, f->target.n_options = 2)                                         \
+    X(option_3, snprintf(f->option[3], sizeof f->option[3], "-minimum"))               \
+    X(option_added, (snprintf(f->option[4], sizeof f->option[4], "-lineinfo"), f->target.n_options = 5)) \
+    X(option_dropped, f->target.n_options = 3)                                         \
     X(options_swapped, (f->target.options[0] = f->option[1], f->target.options[1] = f->option[0])) \
     X(kernel_name, f->kernel[3] = 'R')                                                 \
     X(variant, f->variant[strlen(f->variant) - 1] = 'm')                               \
@@ -137,7 +139,8 @@ static void test_key_text_names_every_input(void **state)
         "\ntemplates: 90b344e57c1975dee513760b9b1c05e5\n",
         "\nnvrtc: 13.0\n",
         "\ntarget: sm_90\n",
-        "\noption: --gpu-architecture=sm_90\noption: -default-device\noption: --std=c++17\n",
+        ("\noption: --gpu-architecture=sm_90\noption: -default-device\noption: --std=c++17\n"
+         "option: -minimal\n"),
         "\nkernel: nj_rmsnorm_f16_f16_f16_h4096_v8_t128_r1_c1_o0_reg\n",
         ("\nvariant: op=rmsnorm x=f16 y=f16 w=f16 hidden=4096 vec=8 tpr=128 rpc=1 cluster=1 "
          "occ=0 storage=reg\n"),

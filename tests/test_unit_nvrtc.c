@@ -111,6 +111,37 @@ static void test_targets(void **state)
     assert_non_null(strstr(normjit_last_error(), "sm_30"));
 }
 
+static nvrtcResult version_12_3(int *major, int *minor)
+{
+    *major = 12;
+    *minor = 3;
+    return NVRTC_SUCCESS;
+}
+
+static int has_option(const nj_target *t, const char *option)
+{
+    int i;
+    for (i = 0; i < t->n_options; i++)
+        if (!strcmp(t->options[i], option))
+            return 1;
+    return 0;
+}
+
+/* -minimal (the built-in header without textures, runtime API and device-side launch) from
+   NVRTC 12.4 on, which knows it; an older NVRTC would refuse every compile with it. */
+static void test_minimal_option_by_version(void **state)
+{
+    nj_nvrtc old = *nvrtc;
+    nj_target t;
+    (void)state;
+    assert_int_equal(has_option(&sm90, "-minimal"),
+                     sm90.nvrtc_major > 12 || (sm90.nvrtc_major == 12 && sm90.nvrtc_minor >= 4));
+    old.version = version_12_3;
+    assert_int_equal(nj_target_init(&t, &old, 90), NORMJIT_OK);
+    assert_false(has_option(&t, "-minimal"));
+    assert_true(has_option(&t, "-default-device"));
+}
+
 /* One line per family of knobs; `min_arch` 90 marks variants that are legal on sm_90 only. */
 static const struct {
     nj_variant v;
@@ -423,6 +454,7 @@ int main(void)
 {
     const struct CMUnitTest nvrtc_tests[] = {
         cmocka_unit_test(test_targets),
+        cmocka_unit_test(test_minimal_option_by_version),
         cmocka_unit_test(test_compile_families),
         cmocka_unit_test(test_compile_heuristic_plans),
         cmocka_unit_test(test_ptx_fallback_compiles),
