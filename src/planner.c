@@ -43,9 +43,12 @@ static void plan_from(const nj_tuning *const *tables, int n, int arch, const nj_
     /* Without a record of its own, a quantized output in registers asks the compiler for the
        occupancy that fits: its scales take registers the plain kernel's layout did not
        count on (fp8 token and group scales at 4096 x 8192 bf16: 45 and 51 registers, two
-       512-thread CTAs per SM where the plain kernel fits three). Group scales only where a
-       thread holds at most two vectors: with three they spill and lose more than they gain. */
-    if (i == n && r->s.quant && out->v.k.occ == 0 && out->v.k.storage == NJ_STORAGE_REG &&
+       512-thread CTAs per SM where the plain kernel fits three). RMSNorm's only, and group
+       scales only where a thread holds at most two vectors: elsewhere the registers left
+       spill (LayerNorm's at 12288 and 16384, 72-160 bytes), and group scales with three
+       vectors a thread lost 1-8%. */
+    if (i == n && r->s.quant && lr.s.op == NORMJIT_OP_RMSNORM && out->v.k.occ == 0 &&
+        out->v.k.storage == NJ_STORAGE_REG &&
         (r->s.quant != NORMJIT_QUANT_GROUP || nj_variant_vectors_per_thread(&out->v) <= 2))
         out->v.k.occ = nj_plan_occ_target(&out->v);
     out->v.k.wload = nj_plan_wload(&out->v);

@@ -433,7 +433,7 @@ static void test_fused_ops_share_the_plain_layout(void **state)
     nj_tuning_free(t);
 }
 
-/* A quantized output without a record of its own asks for the occupancy that fits (token
+/* A quantized RMSNorm without a record of its own asks for the occupancy that fits (token
    scales; group scales where a thread holds at most two vectors); its own record decides. */
 static void test_quant_asks_for_occupancy(void **state)
 {
@@ -441,18 +441,22 @@ static void test_quant_asks_for_occupancy(void **state)
         "device: Fake\nsms: 132\ncc: 90\nfields: " NJ_TUNING_FIELDS "\n"
         "rmsnorm bf16 bf16 bf16 8192 prefill 8 512 1 1 0 reg 0 30 -\n"
         "rmsnorm bf16 bf16 bf16 12288 prefill 8 512 1 1 0 reg 0 43 -\n"
-        "rmsnorm bf16 fp8e4m3 bf16 8192 prefill 8 512 1 1 0 reg 0 40 q=group128\n";
+        "rmsnorm bf16 fp8e4m3 bf16 8192 prefill 8 512 1 1 0 reg 0 40 q=group128\n"
+        "layernorm bf16 bf16 bf16 8192 prefill 8 512 1 1 0 reg 0 30 -\n";
     static const struct {
+        int op;
         int64_t hidden;
         int quant, group, occ;
     } cases[] = {
-        {8192, NORMJIT_QUANT_NONE, 0, 0},     /* the plain op keeps its record */
-        {8192, NORMJIT_QUANT_TENSOR, 0, 3},   /* 512 threads x 40 registers: 3 CTAs */
-        {8192, NORMJIT_QUANT_TOKEN, 0, 3},
-        {8192, NORMJIT_QUANT_GROUP, 128, 0},  /* its own record */
-        {8192, NORMJIT_QUANT_GROUP, 64, 3},   /* two vectors a thread, no record */
-        {12288, NORMJIT_QUANT_TOKEN, 0, 3},
-        {12288, NORMJIT_QUANT_GROUP, 128, 0}, /* three vectors a thread */
+        {NORMJIT_OP_RMSNORM, 8192, NORMJIT_QUANT_NONE, 0, 0},  /* the plain op keeps its record */
+        {NORMJIT_OP_RMSNORM, 8192, NORMJIT_QUANT_TENSOR, 0, 3}, /* 512 x 40 registers: 3 CTAs */
+        {NORMJIT_OP_RMSNORM, 8192, NORMJIT_QUANT_TOKEN, 0, 3},
+        {NORMJIT_OP_ADD_RMSNORM, 8192, NORMJIT_QUANT_TOKEN, 0, 3},
+        {NORMJIT_OP_RMSNORM, 8192, NORMJIT_QUANT_GROUP, 128, 0},  /* its own record */
+        {NORMJIT_OP_RMSNORM, 8192, NORMJIT_QUANT_GROUP, 64, 3},   /* two vectors a thread */
+        {NORMJIT_OP_RMSNORM, 12288, NORMJIT_QUANT_TOKEN, 0, 3},
+        {NORMJIT_OP_RMSNORM, 12288, NORMJIT_QUANT_GROUP, 128, 0}, /* three vectors a thread */
+        {NORMJIT_OP_LAYERNORM, 8192, NORMJIT_QUANT_TOKEN, 0, 0},  /* LayerNorm would spill */
     };
     nj_tuning *t = NULL;
     nj_planner planner;
@@ -466,8 +470,10 @@ static void test_quant_asks_for_occupancy(void **state)
         nj_request r;
         nj_plan p;
         memset(&r, 0, sizeof r);
-        r.s.op = NORMJIT_OP_RMSNORM;
+        r.s.op = cases[i].op;
         r.s.tx = r.s.ty = r.s.tw = BF16;
+        if (r.s.op == NORMJIT_OP_ADD_RMSNORM)
+            r.s.tr = BF16;
         if (cases[i].quant) {
             r.s.ty = E4M3;
             r.s.quant = cases[i].quant;
