@@ -423,6 +423,40 @@ def run(mode):
                            env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
         assert r.returncode == 0, r.stderr[-2000:]
 
+    if mode == "native":
+        @test
+        def built_extension_loads_without_cpp_extension():
+            # This process built (or found) the extension and stamped it; the next one
+            # loads it without importing cpp_extension (and setuptools, a third of a second).
+            code = ("import sys, torch, normjit\n"
+                    "from normjit import ops\n"
+                    "assert ops.kernels == 'native', ops.kernels\n"
+                    "assert 'torch.utils.cpp_extension' not in sys.modules\n"
+                    "assert 'setuptools' not in sys.modules\n")
+            r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                               env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
+            assert r.returncode == 0, r.stderr[-2000:]
+
+        @test
+        def build_directory_is_torchs():
+            # _native.build_directory() follows cpp_extension._get_build_directory without
+            # importing it; compared here in a scratch cache folder (torch's creates it).
+            import tempfile
+            with tempfile.TemporaryDirectory() as scratch:
+                code = ("import torch\n"
+                        "from torch.utils import cpp_extension\n"
+                        "from normjit import _native\n"
+                        "ours = _native.build_directory()\n"
+                        "theirs = cpp_extension._get_build_directory(_native.NAME, False)\n"
+                        "assert ours == theirs, (ours, theirs)\n")
+                env = {k: v for k, v in os.environ.items()
+                       if k not in ("NORMJIT_TORCH_EXT_DIR", "TORCH_EXTENSIONS_DIR")}
+                for extra in ({}, {"TORCH_EXTENSIONS_DIR": os.path.join(scratch, "ext")}):
+                    r = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                                       text=True, env=dict(env, **extra, XDG_CACHE_HOME=scratch,
+                                                           PYTHONPATH=os.pathsep.join(sys.path)))
+                    assert r.returncode == 0, (extra, r.stderr[-2000:])
+
     @test
     def compiled_quantized_outputs():
         import torch._dynamo
