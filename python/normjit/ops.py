@@ -503,8 +503,31 @@ def _kernel(body):
     return kernel
 
 
-for _name, _body in _BODIES.items():
-    torch.library.register_fake("normjit::" + _name, _fake(_body), lib=_lib)
+def _register_fakes():
+    """torch.library.register_fake for each op, less its look-up of the caller:
+    register_fake asks inspect for the calling line and module (for its messages),
+    which walks sys.modules and reads this file, 5-10 ms of this import for ten ops
+    (2-core machine, torch 2.11). Where torch's fake-impl registry takes what
+    Library._register_fake passes it (as torch 2.11's does), this registers there
+    directly as that method does, naming the op's body as the source; else the
+    public call. (Library._register_fake also wraps the function in a check that a
+    C++ op names its Python module; the check passes ops defined in Python through.)"""
+    holder_register = getattr(getattr(getattr(torch._library, "fake_impl", None),
+                                      "FakeImplHolder", None), "register", None)
+    code = getattr(holder_register, "__code__", None)
+    direct = (code is not None and code.co_varnames[:4] == ("self", "func", "source", "lib")
+              and hasattr(_lib, "_registration_handles"))
+    for name, body in _BODIES.items():
+        if direct:
+            entry = torch._library.simple_registry.singleton.find("normjit::" + name)
+            source = f"{__file__}:{body.__code__.co_firstlineno}"
+            _lib._registration_handles.append(entry.fake_impl.register(_fake(body), source,
+                                                                       lib=_lib))
+        else:
+            torch.library.register_fake("normjit::" + name, _fake(body), lib=_lib)
+
+
+_register_fakes()
 
 
 # ---------------------------------------------------------------------------
