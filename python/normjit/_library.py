@@ -4,11 +4,12 @@ In order: $NORMJIT_LIBRARY; the copy pip installed inside this package; a
 build folder of the source checkout this package sits in (build*/src); the
 system's library path (an installed `meson install`).
 """
-import ctypes.util
 import glob
 import os
 import shutil
-import sysconfig
+
+# ctypes.util and sysconfig (1-2 ms to import where torch has not) are imported
+# where used: neither is on the way to a first call in a pip installation.
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 # python/normjit/ -> the checkout's root, where build folders are.
@@ -30,8 +31,11 @@ def library_path():
     installed = sorted(glob.glob(os.path.join(_PACKAGE_DIR, "libnormjit.so.*")), key=len)
     if installed:
         return installed[0]
-    return (_in_build_folder(os.path.join("src", "libnormjit.so.*"))
-            or ctypes.util.find_library("normjit") or "libnormjit.so.0")
+    built = _in_build_folder(os.path.join("src", "libnormjit.so.*"))
+    if built:
+        return built
+    import ctypes.util
+    return ctypes.util.find_library("normjit") or "libnormjit.so.0"
 
 
 def tool_path():
@@ -41,6 +45,7 @@ def tool_path():
     virtual environment's bin/, or the user scheme's for `pip install
     --user`), then a build folder of the source checkout, then $PATH.
     """
+    import sysconfig
     for scheme in sysconfig.get_scheme_names():
         paths = sysconfig.get_paths(scheme)
         if _PACKAGE_DIR.startswith(tuple(os.path.join(paths[k], "") for k in ("platlib", "purelib"))):
