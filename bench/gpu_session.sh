@@ -106,7 +106,9 @@ for step in "$@"; do
       > "$out/ncu-lab.txt" 2>&1
     echo "ncu exit $?"; grep -E "^  [a-z_]+.*\(|Duration|Elapsed Cycles|Registers Per|Block Size" "$out/ncu-lab.txt" | head -60 ;;
   first)
-    # The first call in a fresh process, empty cache and from the disk cache.
+    # The first call in a fresh process, empty cache and from the disk cache, through the
+    # ctypes and the native kernels (the extension shared with the torch step).
+    export NORMJIT_TORCH_EXT_DIR=$root/build-gpu/torch_ext
     python3 bench/first_call.py > "$out/first_call.log" 2>&1; echo "first call exit $?"
     cat "$out/first_call.log" ;;
   sanitize)
