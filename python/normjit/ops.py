@@ -603,8 +603,7 @@ _NOT_DIFFERENTIABLE = ("results written into given tensors (out=, return_rstd/re
 
 def _register_autograd(name):
     fused, layer, _ = _KINDS[name]
-    op = getattr(torch.ops.normjit, name).default
-    names = [a.name for a in op._schema.arguments]
+    names = [a.name for a in getattr(torch.ops.normjit, name).default._schema.arguments]
 
     def setup_context(ctx, inputs, output):
         values = dict(zip(names, inputs))
@@ -636,42 +635,8 @@ def _register_autograd(name):
             result["bias"] = d_bias
         return tuple(result[n] for n in names)
 
-    functions = (op, setup_context, backward)
-
-    def kernel(keyset, *args):
-        if torch._C.is_grad_enabled() and torch._C._any_requires_grad(*args):
-            return _Recorded.apply(functions, keyset, *args)
-        with torch._C._AutoDispatchBelowAutograd():
-            return op.redispatch(keyset & torch._C._after_autograd_keyset, *args)
-
-    _lib.impl(name, kernel, "Autograd", with_keyset=True)
-
-
-class _Recorded(torch.autograd.Function):
-    """The autograd kernel torch.library.register_autograd(op, backward, setup_context)
-    registers (torch/_library/autograd.py), one class for every functional op: that
-    function makes an autograd.Function and a dataclass per op, 5 ms of this import on
-    a 2-core machine. The first argument carries the op, its setup_context and its
-    backward; the second the dispatch keys to call below autograd with. As there, the
-    dispatcher may leave out trailing arguments that have their defaults."""
-
-    @staticmethod
-    def forward(ctx, functions, keyset, *args):
-        op, setup_context, backward = functions
-        with torch._C._AutoDispatchBelowAutograd():
-            result = op.redispatch(keyset & torch._C._after_autograd_keyset, *args)
-        setup_context(ctx, args, result)
-        ctx.normjit_backward = backward
-        return result
-
-    @staticmethod
-    def backward(ctx, *grads):
-        needs = ctx.needs_input_grad
-        ctx.needs_input_grad = needs[2:]  # the op's own arguments, as backward expects
-        try:
-            return (None, None, *ctx.normjit_backward(ctx, *grads))
-        finally:
-            ctx.needs_input_grad = needs
+    torch.library.register_autograd("normjit::" + name, backward, setup_context=setup_context,
+                                    lib=_lib)
 
 
 def _register_out_autograd(name):
