@@ -99,8 +99,9 @@ def _stamped_library(folder, digest):
         st = os.stat(stamp["library"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    if stamp.get("digest") != digest or [st.st_size, st.st_mtime_ns] != stamp.get("file"):
-        return None
+    if stamp.get("digest") != digest or [st.st_size, st.st_mtime_ns] != stamp.get("file") \
+            or os.path.dirname(stamp["library"]) != os.path.realpath(folder):
+        return None  # another build's, or a file outside the build folder
     return stamp["library"]
 
 
