@@ -22,6 +22,7 @@
  */
 #include "args.h"
 #include "compiler.h"
+#include "files.h"
 #include "ops.h"
 #include "planner.h"
 #include "render.h"
@@ -30,10 +31,12 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <fcntl.h>
 #include <string.h>
 #include <time.h>
 
 #define MAX_EXTRA 16
+#define MAX_SOURCE_BYTES (16u << 20)
 #define MAX_REPEAT 64
 
 static double now_ms(void)
@@ -55,27 +58,6 @@ static int cmp_double(const void *a, const void *b)
 {
     const double x = *(const double *)a, y = *(const double *)b;
     return x < y ? -1 : x > y;
-}
-
-static char *read_all(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    char *text;
-    long n;
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    text = malloc((size_t)n + 1);
-    if (text && fread(text, 1, (size_t)n, f) != (size_t)n) {
-        free(text);
-        text = NULL;
-    }
-    if (text)
-        text[n] = '\0';
-    fclose(f);
-    return text;
 }
 
 static int write_all(const char *path, const void *data, size_t len)
@@ -185,11 +167,16 @@ int main(int argc, char **argv)
         return 1;
     }
     nj_variant_describe(&plan.v, &describe);
-    text = source.data;
-    if (source_in && !(text = read_all(source_in))) {
-        fprintf(stderr, "cannot read %s\n", source_in);
-        return 1;
+    if (source_in) {
+        nj_file_error e;
+        nj_buf_reset(&source);
+        if (nj_file_read(AT_FDCWD, source_in, 0, MAX_SOURCE_BYTES, &source, &e) != 0) {
+            nj_file_fail(NORMJIT_EIO, "cannot read", source_in, &e);
+            fprintf(stderr, "%s\n", normjit_last_error());
+            return 1;
+        }
     }
+    text = source.data;
     if (source_path && !write_all(source_path, text, strlen(text))) {
         fprintf(stderr, "cannot write %s\n", source_path);
         return 1;
