@@ -419,8 +419,7 @@ def run(mode):
             "marks = {k: v for k, v in vars(probe).items()}\n"
             "assert marks and all(getattr(ops._quant_spec, k, None) == v\n"
             "                     for k, v in marks.items()), marks\n")
-        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                           env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
+        r = python_child(code)
         assert r.returncode == 0, r.stderr[-2000:]
 
     if mode == "native":
@@ -433,8 +432,7 @@ def run(mode):
                     "assert ops.kernels == 'native', ops.kernels\n"
                     "assert 'torch.utils.cpp_extension' not in sys.modules\n"
                     "assert 'setuptools' not in sys.modules\n")
-            r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                               env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
+            r = python_child(code)
             assert r.returncode == 0, r.stderr[-2000:]
 
         @test
@@ -452,9 +450,7 @@ def run(mode):
                 env = {k: v for k, v in os.environ.items()
                        if k not in ("NORMJIT_TORCH_EXT_DIR", "TORCH_EXTENSIONS_DIR")}
                 for extra in ({}, {"TORCH_EXTENSIONS_DIR": os.path.join(scratch, "ext")}):
-                    r = subprocess.run([sys.executable, "-c", code], capture_output=True,
-                                       text=True, env=dict(env, **extra, XDG_CACHE_HOME=scratch,
-                                                           PYTHONPATH=os.pathsep.join(sys.path)))
+                    r = python_child(code, dict(env, **extra, XDG_CACHE_HOME=scratch))
                     assert r.returncode == 0, (extra, r.stderr[-2000:])
 
     @test
@@ -526,6 +522,13 @@ def run(mode):
 
     passed = sum(ok for _, ok in results)
     print(f"{mode}: {passed} passed, {len(results) - passed} failed")
+
+
+def python_child(code, env=None):
+    """Run `code` in a fresh Python (this one's path, `env` or this environment)."""
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=dict(os.environ if env is None else env,
+                                   PYTHONPATH=os.pathsep.join(sys.path)))
 
 
 def ctypes_size(struct):
