@@ -16,7 +16,10 @@
 //   NJ_CLUSTER  CTAs that share one row through a thread-block cluster (sm_90), else 1
 //   NJ_MIN_CTAS CTAs per SM the compiler must fit (__launch_bounds__), 0: its choice
 //   NJ_STORAGE  NJ_STORAGE_REG: the row stays in registers between reduction and output;
-//               NJ_STORAGE_STREAM: the row is read again (hidden sizes too large to hold)
+//               NJ_STORAGE_STREAM: the row is read again (hidden sizes too large to hold);
+//               NJ_STORAGE_STAGED: as REG, but each CTA copies its next row group into
+//               shared memory (cp.async) while it works on the current one (persistent
+//               grids; the launch gives NJ_STAGE_BYTES of dynamic shared memory)
 //   NJ_ADD      1: fused residual add: s = x + residual, rounded to NJ_TR, is written to
 //               res_out and normalized
 //   NJ_QK       1: rows are the heads of tokens (per-head strides)
@@ -96,6 +99,9 @@
 
 #define NJ_STORAGE_REG 0
 #define NJ_STORAGE_STREAM 1
+#define NJ_STORAGE_STAGED 2
+// The row is held in registers from its reduction to its output (REG and STAGED).
+#define NJ_HOLDS_ROW (NJ_STORAGE != NJ_STORAGE_STREAM)
 #define NJ_QUANT_NONE 0
 #define NJ_QUANT_TENSOR 1
 #define NJ_QUANT_TOKEN 2
@@ -410,17 +416,28 @@ template <typename T> __device__ __forceinline__ const T *nj_advance(const T *p,
 // cannot tell that res_out never overlaps the later vectors), which turned the
 // loads of a thread's vectors into one memory round trip each.
 
-__device__ __forceinline__ void nj_load_input(nj_xvec &out, const nj_row &r, nj_i64 e)
+// The input from x and the residual at those addresses (global or shared memory).
+__device__ __forceinline__ void nj_input_at(nj_xvec &out, const NJ_TX *x, const NJ_TR *res)
 {
 #if NJ_ADD
     nj_vec<NJ_TX, NJ_VEC> xv;
-    nj_load(xv, r.x + e);
-    nj_load(out, r.res + e);
+    nj_load(xv, x);
+    nj_load(out, res);
 #pragma unroll
     for (int k = 0; k < NJ_VEC; ++k)
         out.v[k] = nj_from_f32<NJ_TR>(nj_to_f32(xv.v[k]) + nj_to_f32(out.v[k]));
 #else
-    nj_load(out, r.x + e);
+    (void)res;
+    nj_load(out, x);
+#endif
+}
+
+__device__ __forceinline__ void nj_load_input(nj_xvec &out, const nj_row &r, nj_i64 e)
+{
+#if NJ_ADD
+    nj_input_at(out, r.x + e, r.res + e);
+#else
+    nj_input_at(out, r.x + e, nullptr);
 #endif
 }
 
@@ -780,7 +797,103 @@ __device__ __forceinline__ void nj_write_stats(float *rstd_out, float *mean_out,
     }
 }
 
-#if NJ_STORAGE == NJ_STORAGE_REG
+#if NJ_STORAGE == NJ_STORAGE_STAGED
+// ---------------------------------------------------------------------------
+// Staged storage: a CTA of a persistent grid copies the vectors its threads
+// will hold for its next row group (x, and the residual for the fused add)
+// into shared memory with cp.async, then works on the current group, so the
+// next rows' memory latency hides behind this group's reductions and stores.
+// Two buffers; each thread copies only the vectors it reads back itself, so
+// cp.async.wait_group alone orders them (no barrier). Vector i of thread t
+// sits at [i][t]: a warp reads 512 consecutive bytes.
+#define NJ_STAGE_XB (NJ_VEC * (int)sizeof(NJ_TX))
+#if NJ_ADD
+#define NJ_STAGE_RB (NJ_VEC * (int)sizeof(NJ_TR))
+#else
+#define NJ_STAGE_RB 0
+#endif
+#define NJ_STAGE_BUF (NJ_NPT * NJ_THREADS * (NJ_STAGE_XB + NJ_STAGE_RB)) // bytes per buffer
+#define NJ_STAGE_BYTES (2 * NJ_STAGE_BUF)
+
+extern __shared__ uint4 nj_stage_mem[];
+
+template <int BYTES> __device__ __forceinline__ void nj_cp_async(unsigned dst, const void *src)
+{
+    if constexpr (BYTES == 16)
+        asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(dst), "l"(src) : "memory");
+    else
+        asm volatile("cp.async.ca.shared.global [%0], [%1], %2;" ::"r"(dst), "l"(src), "n"(BYTES)
+                     : "memory");
+}
+
+struct nj_stage {
+    int k; // row groups this thread has taken from the stage
+};
+
+// Offsets of vector i of this thread in buffer `buf`: x's, then the residual's.
+__device__ __forceinline__ int nj_stage_x(int buf, int i)
+{
+    return buf * NJ_STAGE_BUF + (i * NJ_THREADS + (int)threadIdx.x) * NJ_STAGE_XB;
+}
+__device__ __forceinline__ int nj_stage_res(int buf, int i)
+{
+    return buf * NJ_STAGE_BUF + NJ_NPT * NJ_THREADS * NJ_STAGE_XB +
+           (i * NJ_THREADS + (int)threadIdx.x) * NJ_STAGE_RB;
+}
+
+// Start copying row `row_index` (this thread's vectors) into buffer `buf`;
+// one commit group per row group, empty past the last row.
+__device__ __forceinline__ void nj_stage_issue(const nj_params &p, nj_i64 row_index, int buf,
+                                               const nj_slot &s)
+{
+    if (row_index < p.rows) {
+        const nj_row r = nj_row_at(p, row_index);
+        const nj_i64 e0 = nj_thread_offset(s);
+        const unsigned base = (unsigned)__cvta_generic_to_shared(nj_stage_mem);
+#pragma unroll
+        for (int i = 0; i < NJ_NPT; ++i) {
+            if (nj_owns(i, s)) {
+                nj_cp_async<NJ_STAGE_XB>(base + nj_stage_x(buf, i), r.x + e0 + i * NJ_STEP);
+#if NJ_ADD
+                nj_cp_async<NJ_STAGE_RB>(base + nj_stage_res(buf, i), r.res + e0 + i * NJ_STEP);
+#endif
+            }
+        }
+    }
+    asm volatile("cp.async.commit_group;" ::: "memory");
+}
+
+// The first row group of this CTA, copied before the loop over groups.
+__device__ __forceinline__ nj_stage nj_stage_start(const nj_params &p, const nj_slot &s)
+{
+    nj_stage st = {0};
+    nj_stage_issue(p, (nj_i64)(blockIdx.x / NJ_CLUSTER) * NJ_RPC + s.rloc, 0, s);
+    return st;
+}
+
+// Start the copy of the CTA's next group (this row plus a grid of groups),
+// then wait for the current one's.
+__device__ __forceinline__ int nj_stage_advance(nj_stage &st, const nj_params &p, nj_i64 row_index,
+                                                const nj_slot &s)
+{
+    const int buf = st.k & 1;
+    st.k++;
+    nj_stage_issue(p, row_index + (nj_i64)(gridDim.x / NJ_CLUSTER) * NJ_RPC, buf ^ 1, s);
+    asm volatile("cp.async.wait_group 1;" ::: "memory");
+    return buf;
+}
+#else
+struct nj_stage {
+    int unused;
+};
+__device__ __forceinline__ nj_stage nj_stage_start(const nj_params &, const nj_slot &)
+{
+    nj_stage st = {0};
+    return st;
+}
+#endif
+
+#if NJ_HOLDS_ROW
 // The part of one row a thread holds in registers, and with NJ_WLOAD_EARLY the
 // weights and bias of the same vectors.
 struct nj_row_regs {
@@ -835,12 +948,24 @@ __device__ __forceinline__ float nj_row_amax(const nj_row_regs &r, int i, const 
 // per row: the planner asks for it where a call is latency-bound.
 __device__ __forceinline__ void nj_load_row(nj_row_regs &r, const nj_params &p, const nj_row &row,
                                             const NJ_TW *bias, nj_i64 e0, bool live,
-                                            const nj_slot &s)
+                                            const nj_slot &s, nj_stage &st, nj_i64 row_index)
 {
+#if NJ_STORAGE == NJ_STORAGE_STAGED
+    const int buf = nj_stage_advance(st, p, row_index, s);
+    const unsigned char *stage = reinterpret_cast<const unsigned char *>(nj_stage_mem);
+#else
+    (void)st, (void)row_index;
+#endif
 #pragma unroll
     for (int i = 0; i < NJ_NPT; ++i) {
         if (live && nj_owns(i, s)) {
+#if NJ_STORAGE == NJ_STORAGE_STAGED
+            nj_input_at(r.v[i], reinterpret_cast<const NJ_TX *>(stage + nj_stage_x(buf, i)),
+                        NJ_ADD ? reinterpret_cast<const NJ_TR *>(stage + nj_stage_res(buf, i))
+                               : nullptr);
+#else
             nj_load_input(r.v[i], row, e0 + i * NJ_STEP);
+#endif
         } else {
 #pragma unroll
             for (int k = 0; k < nj_xvec::WORDS; ++k)

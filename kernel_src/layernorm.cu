@@ -45,16 +45,17 @@ extern "C" __global__ void NJ_BOUNDS NJ_CLUSTER_ATTR NJ_KERNEL_NAME(const nj_par
     nj_reducer red = {0};
     nj_pdl_wait();
     nj_pdl_release();
+    nj_stage st = nj_stage_start(p, s);
     NJ_FOR_EACH_ROW_GROUP(g)
     {
         const nj_i64 row = g * NJ_RPC + s.rloc;
         const bool live = row < p.rows;
         const nj_row rr = nj_row_at(p, row);
 
-#if NJ_STORAGE == NJ_STORAGE_REG
+#if NJ_HOLDS_ROW
         const nj_i64 off = nj_thread_offset(s);
         nj_row_regs r;
-        nj_load_row(r, p, rr, (const NJ_TW *)p.b, off, live, s);
+        nj_load_row(r, p, rr, (const NJ_TW *)p.b, off, live, s, st, row);
         float sum[1] = {0.f};
 #pragma unroll
         for (int i = 0; i < NJ_NPT; ++i) {

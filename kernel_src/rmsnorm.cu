@@ -33,6 +33,7 @@ extern "C" __global__ void NJ_BOUNDS NJ_CLUSTER_ATTR NJ_KERNEL_NAME(const nj_par
     nj_reducer red = {0};
     nj_pdl_wait();
     nj_pdl_release();
+    nj_stage st = nj_stage_start(p, s);
     NJ_FOR_EACH_ROW_GROUP(g)
     {
         const nj_i64 row = g * NJ_RPC + s.rloc;
@@ -40,10 +41,10 @@ extern "C" __global__ void NJ_BOUNDS NJ_CLUSTER_ATTR NJ_KERNEL_NAME(const nj_par
         const nj_row rr = nj_row_at(p, row);
         float sum[1] = {0.f};
 
-#if NJ_STORAGE == NJ_STORAGE_REG
+#if NJ_HOLDS_ROW
         const nj_i64 off = nj_thread_offset(s);
         nj_row_regs r;
-        nj_load_row(r, p, rr, nullptr, off, live, s);
+        nj_load_row(r, p, rr, nullptr, off, live, s, st, row);
 #pragma unroll
         for (int i = 0; i < NJ_NPT; ++i) {
 #pragma unroll

@@ -30,7 +30,7 @@ static int get_launch(normjit_ctx *ctx, const nj_request *r, const nj_launch **o
     nj_planner_plan(&ctx->planner, r, plan);
     if ((status = nj_kernels_get(&ctx->kernels, &plan->v, &fn, got)) != NORMJIT_OK)
         return status;
-    nj_launch_init(&e, nj_request_key(r), plan, fn, ctx->sm_count, ctx->arch);
+    nj_launch_init(&e, nj_request_key(r), plan, fn, ctx->sm_count, ctx->arch, ctx->drv);
     return nj_kernels_publish(&ctx->kernels, &e, out);
 }
 

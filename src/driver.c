@@ -35,6 +35,9 @@ static const struct {
     NJ_SYM(launch_kernel, "cuLaunchKernel"),
     NJ_SYM(launch_kernel_ex, "cuLaunchKernelEx"),
     NJ_SYM(stream_is_capturing, "cuStreamIsCapturing"),
+    NJ_SYM(func_set_attribute, "cuFuncSetAttribute"),
+    NJ_SYM(occupancy_max_active_blocks, "cuOccupancyMaxActiveBlocksPerMultiprocessor"),
+    NJ_SYM(occupancy_max_active_clusters, "cuOccupancyMaxActiveClusters"),
 };
 
 static pthread_once_t load_once = PTHREAD_ONCE_INIT;

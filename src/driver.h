@@ -34,6 +34,12 @@ typedef struct nj_driver {
     CUresult (*launch_kernel_ex)(const CUlaunchConfig *config, CUfunction fn, void **params,
                                  void **extra);
     CUresult (*stream_is_capturing)(CUstream stream, CUstreamCaptureStatus *status);
+    /* Staged storage: its dynamic shared memory, and how many CTAs (clusters) fit at once. */
+    CUresult (*func_set_attribute)(CUfunction fn, CUfunction_attribute attr, int value);
+    CUresult (*occupancy_max_active_blocks)(int *blocks, CUfunction fn, int block_size,
+                                            size_t dynamic_smem);
+    CUresult (*occupancy_max_active_clusters)(int *clusters, CUfunction fn,
+                                              const CUlaunchConfig *config);
 } nj_driver;
 
 /*

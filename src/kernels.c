@@ -118,6 +118,11 @@ static CUresult load_image(const nj_driver *drv, const nj_built *b, nj_module *m
         return res;
     *what = "cuModuleGetFunction";
     res = drv->module_get_function(&m->fn, m->module, b->name);
+    if (res == CUDA_SUCCESS && nj_variant_stage_bytes(&m->v) > 48 * 1024) {
+        *what = "cuFuncSetAttribute";
+        res = drv->func_set_attribute(m->fn, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                                      nj_variant_stage_bytes(&m->v));
+    }
     if (res != CUDA_SUCCESS) {
         drv->module_unload(m->module);
         m->module = NULL;

@@ -18,13 +18,19 @@ typedef struct nj_launch {
     unsigned rpc;          /* rows per CTA */
     unsigned cluster;      /* CTAs per cluster */
     unsigned max_groups;   /* most row groups (clusters) in one grid */
+    unsigned smem;         /* dynamic shared memory per CTA (staged storage) */
     int pdl_ok;            /* the device can launch it with programmatic dependent launch */
     struct nj_launch *all; /* every launch of the context, for destroy */
 } nj_launch;
 
-/* Fill a launch for a plan whose kernel is `fn` (sm_count sizes a persistent grid). */
+/*
+ * Fill a launch for a plan whose kernel is `fn` (sm_count sizes a persistent grid). A
+ * persistent grid of staged storage is also capped at the CTAs (clusters) the GPU holds at
+ * once, as the driver computes it for `fn` (`drv` may be NULL in a compile-only context): a
+ * CTA that started late would copy rows ahead while others finish.
+ */
 void nj_launch_init(nj_launch *e, uint64_t key, const nj_plan *p, CUfunction fn, int sm_count,
-                    int arch);
+                    int arch, const nj_driver *drv);
 
 /*
  * Launch `e` on `stream` for `params->rows` rows; with `pdl`, as a

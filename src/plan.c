@@ -105,6 +105,8 @@ void nj_plan_fit(nj_plan *p, int arch)
 
     if (p->v.s.quant != NORMJIT_QUANT_GROUP || nj_variant_check(&p->v, arch) == NORMJIT_OK)
         return;
+    if (k->storage == NJ_STORAGE_STAGED)
+        k->storage = NJ_STORAGE_REG;
     k->cluster = 1;
     k->occ = 0;
     if (gv <= 32) {
@@ -192,6 +194,24 @@ static int rpc_options(int tpr, int *out)
 }
 
 #define NJ_MAX_LAYOUTS 64
+/* Rows from this size up are also tried in staged storage (copied ahead on a persistent grid). */
+#define NJ_STAGED_MIN_ROW_BYTES (8 << 10)
+
+/* `v` (and `v` with an occupancy asked of the compiler) if legal; returns the new count. */
+static int add_candidate(nj_variant v, int arch, nj_variant *out, int n, int max)
+{
+    int occ;
+    v.k.occ = 0;
+    v.k.wload = nj_plan_wload(&v);
+    if (n >= max || nj_variant_check(&v, arch) != NORMJIT_OK)
+        return n;
+    out[n++] = v;
+    if ((occ = nj_plan_occ_target(&v)) > 0 && n < max) {
+        v.k.occ = occ;
+        out[n++] = v;
+    }
+    return n;
+}
 
 int nj_plan_candidates(const nj_request *r, int arch, const nj_knobs *layout, nj_variant *out,
                        int max)
@@ -209,20 +229,20 @@ int nj_plan_candidates(const nj_request *r, int arch, const nj_knobs *layout, nj
         n_rpc = lay[i].cluster > 1 ? (rpcs[0] = 1) : rpc_options(lay[i].tpr, rpcs);
         for (j = 0; j < n_rpc && n < max; j++) {
             nj_variant v;
-            int occ;
             v.s = r->s;
             v.k = lay[i];
             v.k.rpc = rpcs[j];
-            v.k.occ = 0;
-            v.k.wload = nj_plan_wload(&v);
-            if (nj_variant_check(&v, arch) != NORMJIT_OK)
+            if (v.k.storage == NJ_STORAGE_STREAM) {
+                n = add_candidate(v, arch, out, n, max);
                 continue;
-            out[n++] = v;
-            /* The same with an occupancy asked of the compiler. */
-            if ((occ = nj_plan_occ_target(&v)) > 0 && n < max) {
-                v.k.occ = occ;
-                out[n++] = v;
             }
+            /* A held row: in registers, and for long rows also staged. */
+            v.k.storage = NJ_STORAGE_REG;
+            n = add_candidate(v, arch, out, n, max);
+            v.k.storage = NJ_STORAGE_STAGED;
+            if (r->s.hidden * nj_dtype_size(nj_spec_input_dtype(&r->s)) >= NJ_STAGED_MIN_ROW_BYTES &&
+                nj_variant_staged_fits(&v, arch))
+                n = add_candidate(v, arch, out, n, max);
         }
     }
     return n;
@@ -234,7 +254,7 @@ int nj_plan_wload(const nj_variant *v)
 {
     const int row_bytes_per_thread =
         nj_variant_vectors_per_thread(v) * v->k.vec * nj_dtype_size(nj_spec_input_dtype(&v->s));
-    return v->k.storage == NJ_STORAGE_REG && !is_layernorm(v->s.op) &&
+    return v->k.storage != NJ_STORAGE_STREAM && !is_layernorm(v->s.op) &&
                    row_bytes_per_thread <= NJ_EARLY_WEIGHT_BYTES
                ? NJ_WLOAD_EARLY
                : NJ_WLOAD_LATE;

@@ -39,6 +39,10 @@ static void plan_from(const nj_tuning *const *tables, int n, int arch, const nj_
             break;
         }
     out->v.s = r->s;
+    /* The plain op's rows copied ahead may not fit the fused add's residual beside them:
+       register storage holds the row the same way. */
+    if (out->v.k.storage == NJ_STORAGE_STAGED && !nj_variant_staged_fits(&out->v, arch))
+        out->v.k.storage = NJ_STORAGE_REG;
     nj_plan_fit(out, arch);
     /* Without a record of its own, a quantized output in registers asks the compiler for the
        occupancy that fits: its scales take registers the plain kernel's layout did not
@@ -48,7 +52,7 @@ static void plan_from(const nj_tuning *const *tables, int n, int arch, const nj_
        spill (LayerNorm's at 12288 and 16384, 72-160 bytes), and group scales with three
        vectors a thread lost 1-8%. */
     if (i == n && r->s.quant && lr.s.op == NORMJIT_OP_RMSNORM && out->v.k.occ == 0 &&
-        out->v.k.storage == NJ_STORAGE_REG &&
+        out->v.k.storage != NJ_STORAGE_STREAM &&
         (r->s.quant != NORMJIT_QUANT_GROUP || nj_variant_vectors_per_thread(&out->v) <= 2))
         out->v.k.occ = nj_plan_occ_target(&out->v);
     out->v.k.wload = nj_plan_wload(&out->v);

@@ -150,12 +150,11 @@ static int parse_record(char *line, nj_tuning_record *r, const char **why)
     if (!parse_ll(w[10], 0, 32, &v[6]))
         return (*why = "bad occ"), 0;
     x->k.occ = (int)v[6];
-    if (!strcmp(w[11], "reg"))
-        x->k.storage = NJ_STORAGE_REG;
-    else if (!strcmp(w[11], "stream"))
-        x->k.storage = NJ_STORAGE_STREAM;
-    else
-        return (*why = "storage must be reg or stream"), 0;
+    for (x->k.storage = NJ_STORAGE_STAGED; x->k.storage >= 0; x->k.storage--)
+        if (!strcmp(w[11], nj_storage_name(x->k.storage)))
+            break;
+    if (x->k.storage < 0)
+        return (*why = "storage must be reg, stream or staged"), 0;
     if (!parse_ll(w[12], 0, 64, &v[5]))
         return (*why = "bad ctas_per_sm"), 0;
     r->plan.ctas_per_sm = (int)v[5];
@@ -412,7 +411,7 @@ int nj_tuning_write(const nj_tuning *t, FILE *f)
         fprintf(f, "%s %s %s %s %lld %s %d %d %d %d %d %s %d %.2f %s\n", nj_op_name(v->s.op),
                 nj_dtype_name(v->s.tx), nj_dtype_name(v->s.ty), nj_dtype_name(v->s.tw),
                 (long long)v->s.hidden, nj_bucket_name(sorted[i].bucket), v->k.vec, v->k.tpr,
-                v->k.rpc, v->k.cluster, v->k.occ, v->k.storage == NJ_STORAGE_REG ? "reg" : "stream",
+                v->k.rpc, v->k.cluster, v->k.occ, nj_storage_name(v->k.storage),
                 sorted[i].plan.ctas_per_sm, sorted[i].us, epi);
     }
     free(sorted);

@@ -8,7 +8,7 @@
 
 static const char *const dtype_names[] = {NULL, "f32", "f16", "bf16", "fp8e4m3", "fp8e5m2",
                                           "int8"};
-static const char *const storage_names[] = {"reg", "stream"};
+static const char *const storage_names[] = {"reg", "stream", "staged"};
 static const char *const wload_names[] = {"late", "early"};
 static const char *const bucket_names[] = {"decode", "prefill", "large"};
 static const char *const quant_names[] = {"none", "tensor", "token", "group"};
@@ -218,10 +218,16 @@ int nj_request_same_config(const nj_request *a, const nj_request *b)
     return nj_spec_equal(&a->s, &b->s) && a->vec == b->vec;
 }
 
+/* Staged storage holds the row as register storage does. */
+static int held_storage(int storage)
+{
+    return storage == NJ_STORAGE_STAGED ? NJ_STORAGE_REG : storage;
+}
+
 int nj_knobs_same_layout(const nj_knobs *a, const nj_knobs *b)
 {
     return a->vec == b->vec && a->tpr == b->tpr && a->cluster == b->cluster &&
-           a->storage == b->storage;
+           held_storage(a->storage) == held_storage(b->storage);
 }
 
 int nj_variant_vectors_per_thread(const nj_variant *v)
@@ -231,15 +237,41 @@ int nj_variant_vectors_per_thread(const nj_variant *v)
     return (int)((per_cta + v->k.tpr - 1) / v->k.tpr);
 }
 
+int nj_variant_stage_bytes(const nj_variant *v)
+{
+    int per_vec;
+    if (v->k.storage != NJ_STORAGE_STAGED)
+        return 0;
+    per_vec = v->k.vec * (nj_dtype_size(v->s.tx) + (v->s.tr ? nj_dtype_size(v->s.tr) : 0));
+    return 2 * nj_variant_vectors_per_thread(v) * v->k.tpr * v->k.rpc * per_vec;
+}
+
+int nj_arch_max_dynamic_smem(int arch)
+{
+    /* The CUDA programming guide's opt-in limits per compute capability. */
+    if (arch < 80)
+        return 48 * 1024;
+    if (arch == 80 || arch == 87)
+        return 163 * 1024;
+    if (arch == 90 || arch == 100 || arch == 103)
+        return 227 * 1024;
+    return 99 * 1024;
+}
+
 /* Names for printing any variant, legal or not (an illegal one is named in its error). */
 static const char *shown(const char *name)
 {
     return name ? name : "?";
 }
 
+const char *nj_storage_name(int storage)
+{
+    return name_at(storage_names, COUNT(storage_names), storage);
+}
+
 static const char *storage_name(int storage)
 {
-    return shown(name_at(storage_names, COUNT(storage_names), storage));
+    return shown(nj_storage_name(storage));
 }
 
 int nj_variant_equal(const nj_variant *a, const nj_variant *b)
@@ -541,6 +573,43 @@ static int check_groups(const nj_variant *v)
     return NORMJIT_OK;
 }
 
+/* Staged storage copies whole vectors with cp.async (sm_80: 4, 8 or 16 bytes) into two
+   buffers of dynamic shared memory, besides the reductions' static kilobyte or less. */
+#define NJ_STATIC_SMEM_RESERVE 1024
+
+static int copy_bytes_ok(int bytes)
+{
+    return bytes >= 4 && bytes <= 16;
+}
+
+int nj_variant_staged_fits(const nj_variant *v, int arch)
+{
+    return arch >= 80 && copy_bytes_ok(v->k.vec * nj_dtype_size(v->s.tx)) &&
+           (!v->s.tr || copy_bytes_ok(v->k.vec * nj_dtype_size(v->s.tr))) &&
+           nj_variant_stage_bytes(v) <= nj_arch_max_dynamic_smem(arch) - NJ_STATIC_SMEM_RESERVE;
+}
+
+static int check_staged(const nj_variant *v, int arch)
+{
+    const int xb = v->k.vec * nj_dtype_size(v->s.tx);
+    const int rb = v->s.tr ? v->k.vec * nj_dtype_size(v->s.tr) : 4;
+    const int limit = nj_arch_max_dynamic_smem(arch) - NJ_STATIC_SMEM_RESERVE;
+    if (nj_variant_staged_fits(v, arch))
+        return NORMJIT_OK;
+    if (arch < 80)
+        return nj_fail(NORMJIT_EUNSUPPORTED, "storage=staged needs sm_80 or newer (have sm_%d)",
+                       arch);
+    if (!copy_bytes_ok(xb) || !copy_bytes_ok(rb))
+        return nj_fail(NORMJIT_EUNSUPPORTED,
+                       "storage=staged copies 4 to 16 bytes per vector (vec=%d gives %d of x%s)",
+                       v->k.vec, copy_bytes_ok(xb) ? rb : xb, copy_bytes_ok(xb) ? " (residual)" : "");
+    if (nj_variant_stage_bytes(v) > limit)
+        return nj_fail(NORMJIT_EUNSUPPORTED,
+                       "storage=staged needs %d bytes of shared memory per CTA (sm_%d allows %d)",
+                       nj_variant_stage_bytes(v), arch, limit);
+    return NORMJIT_OK;
+}
+
 int nj_variant_check(const nj_variant *v, int arch)
 {
     const nj_knobs *k = &v->k;
@@ -564,31 +633,37 @@ int nj_variant_check(const nj_variant *v, int arch)
         return nj_fail(NORMJIT_EUNSUPPORTED,
                        "tpr*rpc=%d threads per CTA must be a multiple of 32 up to %d", threads,
                        NJ_MAX_CTA_THREADS);
-    if (k->storage != NJ_STORAGE_REG && k->storage != NJ_STORAGE_STREAM)
+    if (k->storage != NJ_STORAGE_REG && k->storage != NJ_STORAGE_STREAM &&
+        k->storage != NJ_STORAGE_STAGED)
         return nj_fail(NORMJIT_EUNSUPPORTED, "unknown storage %d", k->storage);
     if (k->wload != NJ_WLOAD_LATE &&
-        (k->wload != NJ_WLOAD_EARLY || k->storage != NJ_STORAGE_REG))
+        (k->wload != NJ_WLOAD_EARLY || k->storage == NJ_STORAGE_STREAM))
         return nj_fail(NORMJIT_EUNSUPPORTED,
-                       "wload=%d must be late (0), or early (1) with storage=reg", k->wload);
+                       "wload=%d must be late (0), or early (1) with storage=reg or staged",
+                       k->wload);
     if (k->occ < 0 || k->occ * threads > NJ_MAX_SM_THREADS)
         return nj_fail(NORMJIT_EUNSUPPORTED, "occ=%d CTAs of %d threads exceed an SM's %d threads",
                        k->occ, threads, NJ_MAX_SM_THREADS);
     if (k->cluster < 1 || k->cluster > NJ_MAX_CLUSTER)
         return nj_fail(NORMJIT_EUNSUPPORTED, "cluster=%d outside 1..%d", k->cluster,
                        NJ_MAX_CLUSTER);
-    if (k->cluster > 1 && (arch < 90 || k->rpc != 1 || k->storage != NJ_STORAGE_REG))
+    if (k->cluster > 1 && (arch < 90 || k->rpc != 1 || k->storage == NJ_STORAGE_STREAM))
         return nj_fail(NORMJIT_EUNSUPPORTED,
-                       "cluster=%d needs sm_90 or newer (have sm_%d), rpc=1 and storage=reg",
+                       "cluster=%d needs sm_90 or newer (have sm_%d), rpc=1 and storage=reg "
+                       "or staged",
                        k->cluster, arch);
     if (k->cluster > 1 && (v->s.hidden / k->vec) < k->cluster)
         return nj_fail(NORMJIT_EUNSUPPORTED, "cluster=%d exceeds the row's %lld vectors",
                        k->cluster, (long long)(v->s.hidden / k->vec));
-    if (k->storage == NJ_STORAGE_REG &&
+    if (k->storage != NJ_STORAGE_STREAM &&
         nj_variant_vectors_per_thread(v) * k->vec * sx > NJ_MAX_THREAD_BYTES * 2)
         return nj_fail(NORMJIT_EUNSUPPORTED,
-                       "storage=reg would hold %d bytes per thread (at most %d): more threads, "
+                       "storage=%s would hold %d bytes per thread (at most %d): more threads, "
                        "a cluster or storage=stream",
-                       nj_variant_vectors_per_thread(v) * k->vec * sx, NJ_MAX_THREAD_BYTES * 2);
+                       storage_name(k->storage), nj_variant_vectors_per_thread(v) * k->vec * sx,
+                       NJ_MAX_THREAD_BYTES * 2);
+    if (k->storage == NJ_STORAGE_STAGED && (status = check_staged(v, arch)) != NORMJIT_OK)
+        return status;
     return check_groups(v);
 }
 

@@ -24,8 +24,10 @@
 /* The largest normjit_dtype value. */
 #define NJ_MAX_DTYPE NORMJIT_DTYPE_INT8
 
-/* Where a row lives between the reduction and the output. */
-enum { NJ_STORAGE_REG = 0, NJ_STORAGE_STREAM = 1 };
+/* Where a row lives between the reduction and the output: registers, read again (stream),
+   or registers filled from shared memory that a persistent CTA copied its next rows into
+   while it worked on the current ones (staged; kernel_src/common.cuh). */
+enum { NJ_STORAGE_REG = 0, NJ_STORAGE_STREAM = 1, NJ_STORAGE_STAGED = 2 };
 /* When register storage reads the weights and bias: at each vector's output, or with the row
    (their latency hidden behind the row's; kernel_src/common.cuh, NJ_WLOAD). */
 enum { NJ_WLOAD_LATE = 0, NJ_WLOAD_EARLY = 1 };
@@ -88,6 +90,7 @@ float nj_dtype_qmax(int dtype);
 
 const char *nj_op_name(int op); /* "rmsnorm", ..., or NULL */
 int nj_op_parse(const char *s); /* 0 if unknown */
+const char *nj_storage_name(int storage); /* "reg", "stream", "staged", or NULL */
 const char *nj_quant_name(int quant); /* "none", "tensor", "token", "group", or NULL */
 const char *nj_cast_name(int cast);   /* "none", "llama", "gemma", or NULL */
 int nj_bucket_of_rows(int64_t rows);
@@ -118,12 +121,25 @@ int nj_request_same_config(const nj_request *a, const nj_request *b);
 /*
  * The batch-invariance rule: two knob sets add a row's numbers in the same
  * order iff they agree on vec, tpr, cluster and storage (rows per CTA,
- * occupancy and grid size only change which CTA does the work).
+ * occupancy and grid size only change which CTA does the work). Staged and
+ * register storage count as one: they hold the same vectors in the same
+ * registers and differ only in the path the vectors take from memory.
  */
 int nj_knobs_same_layout(const nj_knobs *a, const nj_knobs *b);
 
 /* Vectors per row, per CTA of the cluster, and per thread. */
 int nj_variant_vectors_per_thread(const nj_variant *v);
+
+/* Dynamic shared memory a CTA of the variant takes at launch: staged storage's two buffers,
+   else 0. */
+int nj_variant_stage_bytes(const nj_variant *v);
+
+/* The most dynamic shared memory a CTA may ask for on compute capability `arch` (opt-in). */
+int nj_arch_max_dynamic_smem(int arch);
+
+/* 1 if staged storage can copy this variant's vectors on `arch` (vector widths, shared
+   memory); a fused op that inherits its plain op's staged plan may not fit. No error set. */
+int nj_variant_staged_fits(const nj_variant *v, int arch);
 
 int nj_variant_equal(const nj_variant *a, const nj_variant *b);
 

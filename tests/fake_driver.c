@@ -106,11 +106,12 @@ static CUresult f_launch_kernel(CUfunction fn, unsigned gx, unsigned gy, unsigne
                                 unsigned by, unsigned bz, unsigned shared_bytes, CUstream stream,
                                 void **params, void **extra)
 {
-    (void)fn, (void)gy, (void)gz, (void)by, (void)bz, (void)shared_bytes, (void)stream;
+    (void)fn, (void)gy, (void)gz, (void)by, (void)bz, (void)stream;
     (void)extra;
     fake_drv.launches++;
     fake_drv.last_grid_x = gx;
     fake_drv.last_block_x = bx;
+    fake_drv.last_smem = shared_bytes;
     memcpy(&fake_drv.last_params, params[0], sizeof fake_drv.last_params);
     return CUDA_SUCCESS;
 }
@@ -135,6 +136,30 @@ static CUresult f_stream_is_capturing(CUstream stream, CUstreamCaptureStatus *st
     return CUDA_SUCCESS;
 }
 
+static CUresult f_func_set_attribute(CUfunction fn, CUfunction_attribute attr, int value)
+{
+    (void)fn;
+    if (attr == CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES)
+        fake_drv.smem_attribute = value;
+    return CUDA_SUCCESS;
+}
+
+static CUresult f_occupancy_max_active_blocks(int *blocks, CUfunction fn, int block_size,
+                                              size_t dynamic_smem)
+{
+    (void)fn, (void)block_size, (void)dynamic_smem;
+    *blocks = fake_drv.resident_ctas;
+    return CUDA_SUCCESS;
+}
+
+static CUresult f_occupancy_max_active_clusters(int *clusters, CUfunction fn,
+                                                const CUlaunchConfig *config)
+{
+    (void)fn, (void)config;
+    *clusters = fake_drv.resident_ctas;
+    return CUDA_SUCCESS;
+}
+
 void fake_driver_init(nj_driver *d)
 {
     /* Entries left NULL are never reached by the paths under test; a call would crash loudly. */
@@ -155,10 +180,14 @@ void fake_driver_init(nj_driver *d)
     d->launch_kernel = f_launch_kernel;
     d->launch_kernel_ex = f_launch_kernel_ex;
     d->stream_is_capturing = f_stream_is_capturing;
+    d->func_set_attribute = f_func_set_attribute;
+    d->occupancy_max_active_blocks = f_occupancy_max_active_blocks;
+    d->occupancy_max_active_clusters = f_occupancy_max_active_clusters;
 
     memset(&fake_drv, 0, sizeof fake_drv);
     fake_drv.current = FAKE_CU_CTX;
     fake_drv.cc_major = 9;
     fake_drv.cc_minor = 0;
     fake_drv.sm_count = 132;
+    fake_drv.resident_ctas = 1;
 }

@@ -29,6 +29,7 @@
 #define BF16 NORMJIT_DTYPE_BF16
 #define REG NJ_STORAGE_REG
 #define STREAM NJ_STORAGE_STREAM
+#define STAGED NJ_STORAGE_STAGED
 
 #define ADD_RMS NORMJIT_OP_ADD_RMSNORM
 #define ADD_LN NORMJIT_OP_ADD_LAYERNORM
@@ -206,6 +207,18 @@ static const struct {
     {EVE(ADD_RMS, BF16, I8, BF16, BF16, TOKEN, 0, 0, LLAMA, 7, 1, 8, 16, 1, 0), 80},
     {EVE(QK, BF16, BF16, BF16, 0, 0, 0, 0, GEMMA, 128, 8, 16, 8, 1, 0), 80},
     {EVE(LN, BF16, BF16, BF16, 0, 0, 0, 0, 0, 65536, 8, 256, 1, 4, 0), 90},
+    /* Staged storage: the row copied ahead into shared memory (4, 8 and 16-byte vectors,
+       several rows per CTA, clusters, the fused add's two sources, quantized outputs). */
+    {V(RMS, BF16, BF16, BF16, 32768, 8, 1024, 1, 1, 0, STAGED), 80},
+    {V(RMS, F32, F32, F32, 4098, 1, 1024, 1, 1, 0, STAGED), 80},
+    {V(LN, F16, F16, F16, 4096, 4, 128, 2, 1, 0, STAGED), 80},
+    {V(RMS, BF16, BF16, BF16, 131072, 8, 1024, 1, 8, 0, STAGED), 90},
+    {V(LN, BF16, BF16, BF16, 262144, 8, 1024, 1, 8, 0, STAGED), 90},
+    {EV(ADD_RMS, F32, BF16, BF16, BF16, 0, 0, 0, 0, 65536, 4, 1024, 1, 8, 0, STAGED), 90},
+    {EV(ADD_LN, F16, F16, F16, F16, 0, 0, 0, 0, 16384, 8, 512, 1, 1, 2, STAGED), 80},
+    {EV(RMS, BF16, E4M3, BF16, 0, GROUP, 128, 0, 0, 32768, 8, 1024, 1, 1, 0, STAGED), 80},
+    {EV(ADD_RMS, BF16, I8, BF16, BF16, TOKEN, 0, 0, LLAMA, 65536, 8, 512, 1, 4, 0, STAGED), 90},
+    {{{RMS, BF16, BF16, BF16, 0, 0, 0, 0, 0, 4096}, {8, 256, 1, 1, STAGED, 0, NJ_WLOAD_EARLY}}, 80},
     /* QK-norm over head_dim. */
     {V(QK, BF16, BF16, BF16, 128, 8, 16, 8, 1, 0, REG), 80},
     {V(QK, F16, F16, F32, 64, 8, 8, 16, 1, 0, REG), 80},

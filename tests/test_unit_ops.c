@@ -525,6 +525,56 @@ static void test_group_quant_plans_are_legal(void **state)
                 }
 }
 
+/* Staged storage: the kernel gets its two buffers of dynamic shared memory (the attribute set
+   when over 48 KB), and a persistent grid no larger than the GPU holds at once; the decode
+   bucket's register layout counts as the same layout. */
+static void test_staged_launch(void **state)
+{
+    static const char table[] =
+        "device: Fake\nsms: 132\ncc: 90\nfields: " NJ_TUNING_FIELDS "\n"
+        "rmsnorm bf16 bf16 bf16 32768 decode 8 1024 1 1 0 reg 0 4.0 -\n"
+        "rmsnorm bf16 bf16 bf16 32768 prefill 8 1024 1 1 0 staged 8 90 -\n";
+    const unsigned stage = 2 * 4 * 1024 * 16; /* 4 vectors of 16 bytes a thread, twice */
+    normjit_ctx *ctx = fake_ctx(0);
+    normjit_norm_args a = base_args();
+    nj_tuning *t = NULL;
+    (void)state;
+    assert_int_equal(nj_tuning_parse(table, strlen(table), &t), NORMJIT_OK);
+    ctx->planner.user = t;
+    a.hidden = 32768;
+    a.rows = 1000;
+    a.x = P(0x10000000);
+    a.y = P(0x20000000);
+    fake_drv.resident_ctas = 1;
+    assert_int_equal(normjit_rmsnorm_fwd(ctx, &a, NULL), NORMJIT_OK);
+    assert_int_equal(fake_drv.smem_attribute, (int)stage);
+    assert_int_equal(fake_drv.last_smem, stage);
+    assert_int_equal(fake_drv.last_block_x, 1024);
+    assert_int_equal(fake_drv.last_grid_x, 132); /* not 8 x 132: one CTA fits an SM */
+    assert_non_null(strstr(fake_nv.last_name, "_staged"));
+    a.rows = 8;
+    assert_int_equal(normjit_rmsnorm_fwd(ctx, &a, NULL), NORMJIT_OK);
+    assert_int_equal(fake_drv.last_smem, 0);
+    assert_int_equal(fake_drv.last_grid_x, 8);
+    /* Through cuLaunchKernelEx too. */
+    a.rows = 1000;
+    a.flags = NORMJIT_NORM_PDL;
+    assert_int_equal(normjit_rmsnorm_fwd(ctx, &a, NULL), NORMJIT_OK);
+    assert_int_equal(fake_drv.last_smem, stage);
+    assert_int_equal(fake_drv.pdl_launches, 1);
+    /* The fused add inherits the plan, but its residual would double the stage past sm_90's
+       227 KB: the same layout in registers. */
+    a.flags = 0;
+    a.residual = a.residual_out = P(0x30000000);
+    a.residual_dtype = BF16;
+    assert_int_equal(normjit_add_rmsnorm_fwd(ctx, &a, NULL), NORMJIT_OK);
+    assert_non_null(strstr(fake_nv.last_name, "_t1024_r1_c1_o0_reg"));
+    assert_int_equal(fake_drv.last_smem, 0);
+    assert_int_equal(fake_drv.last_grid_x, 1000); /* under the record's 8 x 132, no resident cap */
+    normjit_ctx_destroy(ctx);
+    nj_tuning_free(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -539,6 +589,7 @@ int main(void)
         cmocka_unit_test(test_fused_ops_share_the_plain_layout),
         cmocka_unit_test(test_group_quant_plans_are_legal),
         cmocka_unit_test(test_quant_asks_for_occupancy),
+        cmocka_unit_test(test_staged_launch),
     };
     setenv("NORMJIT_TUNING_DIR", "/nonexistent/normjit-test", 1);
     unsetenv("NORMJIT_TUNING_FILE");

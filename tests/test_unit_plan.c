@@ -120,6 +120,14 @@ static void test_cluster_and_storage_are_layout(void **state)
     c[1].k.storage = NJ_STORAGE_STREAM;
     assert_int_equal(nj_tune_choose(c, 2, chosen), 1);
     assert_int_equal(chosen[0], chosen[2]);
+    /* Staged storage holds the row in the registers register storage does: one layout, so
+       each bucket takes the faster of the two. */
+    c[1].k.storage = NJ_STORAGE_STAGED;
+    assert_true(nj_knobs_same_layout(&c[0].k, &c[1].k));
+    assert_int_equal(nj_tune_choose(c, 2, chosen), 1);
+    assert_int_equal(chosen[0], 1);
+    assert_int_equal(chosen[1], 0);
+    assert_int_equal(chosen[2], 0);
 }
 
 static nj_request request(int op, int dtype, int64_t hidden)
@@ -147,7 +155,7 @@ static void test_candidate_space(void **state)
         for (i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
             nj_request r = request(NORMJIT_OP_RMSNORM, NORMJIT_DTYPE_BF16, sizes[i]);
             nj_plan h;
-            int has_heuristic_layout = 0;
+            int has_heuristic_layout = 0, staged = 0;
             n = nj_plan_candidates(&r, arch, NULL, v, 400);
             assert_true(n > 0 && n < 400);
             nj_plan_heuristic(&r, arch, &h);
@@ -156,10 +164,14 @@ static void test_candidate_space(void **state)
                 assert_true(nj_spec_equal(&v[j].s, &r.s));
                 assert_int_equal(v[j].k.vec, r.vec);
                 has_heuristic_layout |= nj_knobs_same_layout(&v[j].k, &h.v.k);
+                staged += v[j].k.storage == NJ_STORAGE_STAGED;
                 for (k = 0; k < j; k++)
                     assert_false(nj_variant_equal(&v[j], &v[k]));
             }
             assert_true(has_heuristic_layout);
+            /* Rows of 8 KB and more are also tried copied ahead, where two buffers of a CTA's
+               part fit its shared memory (sm_80 has no clusters to split 128 KB rows). */
+            assert_int_equal(staged > 0, sizes[i] == 4096 || (sizes[i] >= 65536 && arch == 90));
             /* A fixed layout: only rows per CTA and occupancy vary. */
             m = nj_plan_candidates(&r, arch, &v[0].k, w, 400);
             assert_true(m >= 1);

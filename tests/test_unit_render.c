@@ -29,6 +29,7 @@
 #define BF16 NORMJIT_DTYPE_BF16
 #define REG NJ_STORAGE_REG
 #define STREAM NJ_STORAGE_STREAM
+#define STAGED NJ_STORAGE_STAGED
 
 /* Knobs in the order nj_variant_describe prints them. */
 #define V(op, x, y, w, hidden, vec, tpr, rpc, cluster, occ, storage) \
@@ -43,6 +44,7 @@ static const nj_variant variants[] = {
     V(LN, F16, BF16, F16, 100000, 8, 1024, 1, 1, 0, STREAM),
     V(LN, F32, F32, F32, 1, 1, 1, 128, 1, 8, REG),
     V(LN, BF16, BF16, F32, 2880, 4, 32, 4, 1, 2, REG),
+    V(RMS, BF16, BF16, BF16, 131072, 8, 1024, 1, 8, 0, STAGED),
 };
 #define N_VARIANTS (sizeof variants / sizeof variants[0])
 
@@ -128,6 +130,8 @@ static void test_variant_name(void **state)
     assert_string_equal(name, "nj_rmsnorm_f16_f16_f16_h4096_v8_t128_r1_c1_o0_reg");
     nj_variant_name(&w, name, sizeof name);
     assert_string_equal(name, "nj_layernorm_bf16_f32_f32_h100000_v8_t1024_r1_c1_o3_stream");
+    nj_variant_name(&variants[N_VARIANTS - 1], name, sizeof name);
+    assert_string_equal(name, "nj_rmsnorm_bf16_bf16_bf16_h131072_v8_t1024_r1_c8_o0_staged");
 }
 
 static void test_describe_parse_round_trip(void **state)
@@ -230,7 +234,16 @@ static void test_check(void **state)
         {V(RMS, F16, F16, BF16, 4096, 8, 128, 1, 1, 0, REG), 90, NORMJIT_EUNSUPPORTED, "weight dtype"},
         {V(RMS, F16, F16, F16, 0, 1, 128, 1, 1, 0, REG), 90, NORMJIT_EUNSUPPORTED, "hidden size 0"},
         {V(9, F16, F16, F16, 4096, 8, 128, 1, 1, 0, REG), 90, NORMJIT_EUNSUPPORTED, "unknown op"},
-        {V(RMS, F16, F16, F16, 4096, 8, 128, 1, 1, 0, 2), 90, NORMJIT_EUNSUPPORTED, "unknown storage 2"},
+        {V(RMS, F16, F16, F16, 4096, 8, 128, 1, 1, 0, 3), 90, NORMJIT_EUNSUPPORTED, "unknown storage 3"},
+        /* Staged storage: sm_80 up, 4 to 16-byte copies, two buffers within shared memory. */
+        {V(RMS, BF16, BF16, BF16, 32768, 8, 1024, 1, 1, 0, STAGED), 80, NORMJIT_OK, NULL},
+        {V(RMS, BF16, BF16, BF16, 131072, 8, 1024, 1, 4, 0, STAGED), 90, NORMJIT_OK, NULL},
+        {V(RMS, BF16, BF16, BF16, 32768, 8, 1024, 1, 1, 0, STAGED), 75, NORMJIT_EUNSUPPORTED, "storage=staged needs sm_80"},
+        {V(RMS, F16, F16, F16, 4097, 1, 1024, 1, 1, 0, STAGED), 90, NORMJIT_EUNSUPPORTED, "copies 4 to 16 bytes per vector (vec=1 gives 2 of x)"},
+        {V(RMS, BF16, BF16, BF16, 65536, 8, 1024, 1, 1, 0, STAGED), 90, NORMJIT_EUNSUPPORTED, "needs 262144 bytes of shared memory per CTA (sm_90 allows 231424)"},
+        {V(RMS, BF16, BF16, BF16, 32768, 8, 1024, 1, 1, 0, STAGED), 89, NORMJIT_EUNSUPPORTED, "needs 131072 bytes of shared memory per CTA (sm_89 allows 100352)"},
+        {V(RMS, BF16, BF16, BF16, 65536, 8, 32, 1, 1, 0, STAGED), 90, NORMJIT_EUNSUPPORTED, "storage=staged would hold"},
+        {V(RMS, BF16, BF16, BF16, 65536, 8, 1024, 1, 1, 0, STREAM), 90, NORMJIT_OK, NULL},
     };
     size_t i;
     (void)state;

@@ -256,7 +256,7 @@ static void test_malformed_tables(void **state)
         {"bad dtype", HEADER "rmsnorm f8 f16 f16 4096 decode 8 128 1 1 0 reg 0 3.1\n", 0, L(10) "unknown op or dtype"},
         {"bad op", HEADER "softmax f16 f16 f16 4096 decode 8 128 1 1 0 reg 0 3.1\n", 0, L(10) "unknown op or dtype"},
         {"bad bucket", HEADER REC "rmsnorm f16 f16 f16 4096 huge 8 128 1 1 0 reg 0 3.1\n", 0, L(11) "bucket must be decode, prefill or large"},
-        {"bad storage", HEADER "rmsnorm f16 f16 f16 4096 decode 8 128 1 1 0 disk 0 3.1\n", 0, L(10) "storage must be reg or stream"},
+        {"bad storage", HEADER "rmsnorm f16 f16 f16 4096 decode 8 128 1 1 0 disk 0 3.1\n", 0, L(10) "storage must be reg, stream or staged"},
         {"hidden 0", HEADER "rmsnorm f16 f16 f16 0 decode 8 128 1 1 0 reg 0 3.1\n", 0, L(10) "bad hidden size"},
         {"negative tpr", HEADER "rmsnorm f16 f16 f16 4096 decode 8 -128 1 1 0 reg 0 3.1\n", 0, L(10) "bad vec, tpr, rpc or cluster"},
         {"occ 33", HEADER "rmsnorm f16 f16 f16 4096 decode 8 128 1 1 33 reg 0 3.1\n", 0, L(10) "bad occ"},

@@ -90,7 +90,7 @@ static void parse_variant(const char *s, size_t len, nj_key_info *info)
     if ((seen & NJ_VF_KNOBS) == NJ_VF_KNOBS)
         snprintf(info->knobs, sizeof info->knobs, "v%d t%d r%d c%d o%d %s%s%s", v.k.vec,
                  v.k.tpr, v.k.rpc, v.k.cluster, v.k.occ,
-                 v.k.storage == NJ_STORAGE_REG ? "reg" : "stream", strcmp(epi, "-") ? " " : "",
+                 nj_storage_name(v.k.storage), strcmp(epi, "-") ? " " : "",
                  strcmp(epi, "-") ? epi : "");
 }
 

@@ -235,7 +235,7 @@ static double measure(tuner *t, const nj_plan *p, CUfunction fn, const nj_bench_
     u.drv = t->gpu.drv;
     u.op = op;
     u.b = b;
-    nj_launch_init(&u.e, 0, p, fn, t->gpu.sms, t->gpu.arch);
+    nj_launch_init(&u.e, 0, p, fn, t->gpu.sms, t->gpu.arch, t->gpu.drv);
     ms = nj_bench_cold_median_ms(&t->gpu, launch_candidate, &u, b->sets, t->iters, &status);
     return ms < 0 ? -1 : ms * 1e3;
 }
@@ -245,7 +245,7 @@ static int correct(tuner *t, const nj_plan *p, CUfunction fn, const nj_bench_op 
                    const nj_bench_buffers *b, double *err)
 {
     launch_user u = {t->gpu.drv, {0}, op, b};
-    nj_launch_init(&u.e, 0, p, fn, t->gpu.sms, t->gpu.arch);
+    nj_launch_init(&u.e, 0, p, fn, t->gpu.sms, t->gpu.arch, t->gpu.drv);
     *err = launch_candidate(&u, 0, t->gpu.stream) == NORMJIT_OK
                ? nj_bench_check(&t->gpu, op, b)
                : -1;
@@ -513,7 +513,7 @@ static int explore_config(tuner *t, const config *c, int64_t rows, int top)
         t->gpu.x->occupancy_max_active_blocks(&occ, fns[res[i].index], k->tpr * k->rpc, 0);
         printf("| %d | %.2f | %.0f | %d | %d | %d | %d | %s | %d | %d | %d | %d | %s |\n", i + 1,
                res[i].us, bytes / (res[i].us * 1e-6) / 1e9, k->tpr, k->rpc, k->cluster, k->occ,
-               k->storage == NJ_STORAGE_REG ? "reg" : "stream", res[i].ctas, regs, local, occ,
+               nj_storage_name(k->storage), res[i].ctas, regs, local, occ,
                note);
     }
     fflush(stdout);
@@ -620,7 +620,7 @@ static void print_summary(const outcome *results, int n_configs)
             continue;
         printf("| %s | %d | %d | %s | %.2f | %.2f | %.2f | %.2fx / %.2fx / %.2fx |\n",
                config_name(&r->c, name, sizeof name), r->layout.tpr, r->layout.cluster,
-               r->layout.storage == NJ_STORAGE_REG ? "reg" : "stream", r->tuned_us[0],
+               nj_storage_name(r->layout.storage), r->tuned_us[0],
                r->tuned_us[1], r->tuned_us[2], r->heuristic_us[0] / r->tuned_us[0],
                r->heuristic_us[1] / r->tuned_us[1], r->heuristic_us[2] / r->tuned_us[2]);
     }
