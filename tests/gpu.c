@@ -1,6 +1,10 @@
 #include "gpu.h"
 
+#include "ctx.h"
 #include "testutil.h"
+#include "tuning.h"
+
+#include <string.h>
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -88,4 +92,18 @@ void nj_gpu_fill(const nj_gpu *g, CUdeviceptr p, size_t bytes, unsigned char val
 void nj_gpu_sync(const nj_gpu *g)
 {
     check(g, g->x->ctx_synchronize(), "cuCtxSynchronize");
+}
+
+normjit_ctx *nj_gpu_ctx_with_table(const char *table, nj_tuning **out_table)
+{
+    normjit_ctx_options o;
+    normjit_ctx *ctx = NULL;
+    *out_table = NULL;
+    assert_int_equal(nj_tuning_parse(table, strlen(table), out_table), NORMJIT_OK);
+    memset(&o, 0, sizeof o);
+    o.struct_size = sizeof o;
+    o.log_level = NORMJIT_LOG_WARN;
+    assert_int_equal(normjit_ctx_create(&ctx, &o), NORMJIT_OK);
+    ctx->planner.user = *out_table;
+    return ctx;
 }

@@ -35,6 +35,11 @@ void nj_gpu_poison(const nj_gpu *g, CUdeviceptr p, size_t bytes); /* 0xFF bytes:
 void nj_gpu_fill(const nj_gpu *g, CUdeviceptr p, size_t bytes, unsigned char value);
 void nj_gpu_sync(const nj_gpu *g);
 
+struct nj_tuning;
+/* A context on the current GPU that plans from `table` (a tuning table's text, whatever
+   device it names) before the shipped tables. Free *out_table after destroying the context. */
+normjit_ctx *nj_gpu_ctx_with_table(const char *table, struct nj_tuning **out_table);
+
 #define NJ_PTR(d) ((void *)(uintptr_t)(d))
 
 #endif

@@ -18,6 +18,7 @@
  */
 #include "gpu.h"
 #include "testutil.h"
+#include "tuning.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -2183,6 +2184,63 @@ static void test_graph_capture(void **state)
 
 /* ------------------------------------------------------------------------ */
 
+
+/*
+ * Staged storage (rows copied ahead into shared memory by a persistent grid) under the fused
+ * ops and quantized outputs: the plain ops' tuning records give it to the prefill bucket, the
+ * fused ops inherit it (the fused add copies the residual too), and every case is checked as
+ * the other tests check theirs, the fused add bit for bit against the plain op.
+ */
+static void test_staged_storage(void **state)
+{
+    static const char table[] =
+        "device: any\nsms: 1\ncc: 90\nfields: " NJ_TUNING_FIELDS "\n"
+        "rmsnorm bf16 bf16 bf16 16384 decode 8 1024 1 1 0 reg 0 1 -\n"
+        "rmsnorm bf16 bf16 bf16 16384 prefill 8 1024 1 1 0 staged 8 1 -\n"
+        "layernorm f16 f16 f16 8192 decode 8 512 1 1 0 reg 0 1 -\n"
+        "layernorm f16 f16 f16 8192 prefill 8 512 1 1 0 staged 8 1 -\n"
+        "rmsnorm bf16 bf16 bf16 131072 decode 8 1024 1 8 0 reg 0 1 -\n"
+        "rmsnorm bf16 bf16 bf16 131072 prefill 8 1024 1 8 0 staged 8 1 -\n";
+    normjit_ctx *shared = ctx, *staged;
+    nj_tuning *t = NULL;
+    case_list l = {0};
+    size_t s;
+    fcase c;
+    (void)state;
+    c = mk(ARMS, BF16, 16384, 300);
+    push(&l, &c);
+    c.in_place_res = c.in_place_y = 1;
+    c.flags = PLUS1;
+    push(&l, &c);
+    c = mk(ALN, F16, 8192, 500);
+    push(&l, &c);
+    c.in_place_res = 1;
+    c.cast = LLAMA;
+    push(&l, &c);
+    for (s = 0; s < N_QUANT_SPECS; s += 4) { /* tensor, token with a cap, group, group */
+        c = mk(s % 8 ? RMS : ARMS, BF16, 16384, 200);
+        set_quant(&c, &quant_specs[s]);
+        push(&l, &c);
+    }
+    c = mk(ALN, F16, 8192, 100);
+    set_quant(&c, &quant_specs[3]);
+    push(&l, &c);
+    if (gpu.arch >= 90) {
+        c = mk(ARMS, BF16, 131072, 80);
+        push(&l, &c);
+        c = mk(RMS, BF16, 131072, 80);
+        set_quant(&c, &quant_specs[8]);
+        push(&l, &c);
+    }
+    staged = nj_gpu_ctx_with_table(table, &t);
+    ctx = staged;
+    run_list(&l, "staged storage");
+    ctx = shared;
+    normjit_ctx_destroy(staged);
+    nj_tuning_free(t);
+    free(l.v);
+}
+
 static int setup(void **state)
 {
     normjit_ctx_options o;
@@ -2223,6 +2281,7 @@ int main(void)
         cmocka_unit_test(test_saturation),       cmocka_unit_test(test_in_place),
         cmocka_unit_test(test_unaligned),        cmocka_unit_test(test_batch_invariance),
         cmocka_unit_test(test_refused_overlaps), cmocka_unit_test(test_graph_capture),
+        cmocka_unit_test(test_staged_storage),
     };
     int rc;
     if ((rc = nj_gpu_open(&gpu)) != 0)

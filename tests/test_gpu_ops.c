@@ -5,6 +5,7 @@
  */
 #include "gpu.h"
 #include "testutil.h"
+#include "tuning.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -403,6 +404,63 @@ static void test_large_values(void **state)
 }
 
 /* A row's bits do not depend on the number of rows in the call or its position. */
+/*
+ * Rows of a large launch against the same rows one at a time: a 1-row call is in the decode
+ * bucket, the batch in another, and each row's bytes must be equal (the buckets share a
+ * reduction layout).
+ */
+static void check_rows_alone(int op, int dtype, int64_t H, int64_t R)
+{
+    const int s = dsize(dtype);
+    unsigned char *hx = malloc((size_t)(R * H) * s), *big = malloc((size_t)(R * H) * s);
+    unsigned char *one = malloc((size_t)H * s);
+    CUdeviceptr dx = nj_gpu_alloc(&gpu, (size_t)(R * H) * s);
+    CUdeviceptr dy = nj_gpu_alloc(&gpu, (size_t)(R * H) * s);
+    CUdeviceptr dw = nj_gpu_alloc(&gpu, (size_t)H * s);
+    const int64_t probe[] = {0, 1, R / 2, R - 1};
+    normjit_norm_args a;
+    size_t i, k;
+    for (i = 0; i < (size_t)(R * H); i++)
+        nj_host_put(hx, dtype, i, 4.0 * nj_rng_uniform(&rng) - 2.0);
+    nj_gpu_upload(&gpu, dx, hx, (size_t)(R * H) * s);
+    for (i = 0; i < (size_t)H; i++)
+        nj_host_put(hx, dtype, i, 1.0 + 0.25 * nj_rng_normal(&rng));
+    nj_gpu_upload(&gpu, dw, hx, (size_t)H * s);
+    memset(&a, 0, sizeof a);
+    a.struct_size = sizeof a;
+    a.rows = R;
+    a.hidden = H;
+    a.x = NJ_PTR(dx);
+    a.y = NJ_PTR(dy);
+    a.weight = NJ_PTR(dw);
+    a.x_dtype = a.y_dtype = a.weight_dtype = dtype;
+    a.eps = 1e-6f;
+    assert_int_equal(launch(op, &a, NULL), NORMJIT_OK);
+    nj_gpu_sync(&gpu);
+    nj_gpu_download(&gpu, big, dy, (size_t)(R * H) * s);
+    for (k = 0; k < 4; k++) {
+        a.rows = 1;
+        a.x = NJ_PTR(dx + (CUdeviceptr)(probe[k] * H * s));
+        a.y = NJ_PTR(dy);
+        nj_gpu_poison(&gpu, dy, (size_t)H * s);
+        assert_int_equal(launch(op, &a, NULL), NORMJIT_OK);
+        nj_gpu_sync(&gpu);
+        nj_gpu_download(&gpu, one, dy, (size_t)H * s);
+        if (memcmp(one, big + (size_t)(probe[k] * H) * s, (size_t)H * s))
+            fail_msg("%s dtype %d hidden %lld: row %lld alone differs from the same row in a "
+                     "batch of %lld (seed %llu)",
+                     op == NORMJIT_OP_RMSNORM ? "rmsnorm" : "layernorm", dtype, (long long)H,
+                     (long long)probe[k], (long long)R, (unsigned long long)nj_test_seed());
+    }
+    cases_checked++;
+    nj_gpu_free(&gpu, dx);
+    nj_gpu_free(&gpu, dy);
+    nj_gpu_free(&gpu, dw);
+    free(hx);
+    free(big);
+    free(one);
+}
+
 static void test_batch_invariance(void **state)
 {
     static const int64_t hidden[] = {64, 768, 2880, 4096, 8192, 65536};
@@ -412,58 +470,67 @@ static void test_batch_invariance(void **state)
     (void)state;
     for (o = 0; o < 2; o++)
         for (d = 0; d < 3; d++)
-            for (h = nj_test_quick() ? 3 : 0; h < 6; h++) {
-                const int64_t H = hidden[h], R = big_rows[h];
-                const int s = dsize(dtypes[d]);
-                unsigned char *hx = malloc((size_t)(R * H) * s), *big = malloc((size_t)(R * H) * s);
-                unsigned char *one = malloc((size_t)H * s);
-                CUdeviceptr dx = nj_gpu_alloc(&gpu, (size_t)(R * H) * s);
-                CUdeviceptr dy = nj_gpu_alloc(&gpu, (size_t)(R * H) * s);
-                CUdeviceptr dw = nj_gpu_alloc(&gpu, (size_t)H * s);
-                const int64_t probe[] = {0, 1, R / 2, R - 1};
-                normjit_norm_args a;
-                size_t i, k;
-                for (i = 0; i < (size_t)(R * H); i++)
-                    nj_host_put(hx, dtypes[d], i, 4.0 * nj_rng_uniform(&rng) - 2.0);
-                nj_gpu_upload(&gpu, dx, hx, (size_t)(R * H) * s);
-                for (i = 0; i < (size_t)H; i++)
-                    nj_host_put(hx, dtypes[d], i, 1.0 + 0.25 * nj_rng_normal(&rng));
-                nj_gpu_upload(&gpu, dw, hx, (size_t)H * s);
-                memset(&a, 0, sizeof a);
-                a.struct_size = sizeof a;
-                a.rows = R;
-                a.hidden = H;
-                a.x = NJ_PTR(dx);
-                a.y = NJ_PTR(dy);
-                a.weight = NJ_PTR(dw);
-                a.x_dtype = a.y_dtype = a.weight_dtype = dtypes[d];
-                a.eps = 1e-6f;
-                assert_int_equal(launch(ops[o], &a, NULL), NORMJIT_OK);
-                nj_gpu_sync(&gpu);
-                nj_gpu_download(&gpu, big, dy, (size_t)(R * H) * s);
-                for (k = 0; k < 4; k++) {
-                    a.rows = 1;
-                    a.x = NJ_PTR(dx + (CUdeviceptr)(probe[k] * H * s));
-                    a.y = NJ_PTR(dy);
-                    nj_gpu_poison(&gpu, dy, (size_t)H * s);
-                    assert_int_equal(launch(ops[o], &a, NULL), NORMJIT_OK);
-                    nj_gpu_sync(&gpu);
-                    nj_gpu_download(&gpu, one, dy, (size_t)H * s);
-                    if (memcmp(one, big + (size_t)(probe[k] * H) * s, (size_t)H * s))
-                        fail_msg("%s dtype %d hidden %lld: row %lld alone differs from the same "
-                                 "row in a batch of %lld (seed %llu)",
-                                 ops[o] == NORMJIT_OP_RMSNORM ? "rmsnorm" : "layernorm",
-                                 dtypes[d], (long long)H, (long long)probe[k], (long long)R,
-                                 (unsigned long long)nj_test_seed());
-                }
-                cases_checked++;
-                nj_gpu_free(&gpu, dx);
-                nj_gpu_free(&gpu, dy);
-                nj_gpu_free(&gpu, dw);
-                free(hx);
-                free(big);
-                free(one);
+            for (h = nj_test_quick() ? 3 : 0; h < 6; h++)
+                check_rows_alone(ops[o], dtypes[d], hidden[h], big_rows[h]);
+}
+
+/*
+ * Staged storage (rows copied ahead into shared memory by a persistent grid), from a tuning
+ * table that gives it to the prefill and large buckets and register storage of the same layout
+ * to decode: every output against the reference (strided, in place, statistics), and each row
+ * equal to the register kernel's for the row alone.
+ */
+static void test_staged_storage(void **state)
+{
+    static const char table[] =
+        "device: any\nsms: 1\ncc: 90\nfields: " NJ_TUNING_FIELDS "\n"
+        "rmsnorm bf16 bf16 bf16 32768 decode 8 1024 1 1 0 reg 0 1 -\n"
+        "rmsnorm bf16 bf16 bf16 32768 prefill 8 1024 1 1 0 staged 8 1 -\n"
+        "layernorm f16 f16 f16 4096 decode 8 128 2 1 0 reg 0 1 -\n"
+        "layernorm f16 f16 f16 4096 prefill 8 128 2 1 0 staged 8 1 -\n"
+        "rmsnorm f32 f32 f32 4098 decode 2 1024 1 1 0 reg 0 1 -\n"
+        "rmsnorm f32 f32 f32 4098 prefill 2 1024 1 1 0 staged 8 1 -\n"
+        "layernorm bf16 bf16 bf16 131072 decode 8 1024 1 8 0 reg 0 1 -\n"
+        "layernorm bf16 bf16 bf16 131072 prefill 8 1024 1 8 0 staged 8 1 -\n"
+        "rmsnorm bf16 bf16 bf16 262144 decode 8 1024 1 8 0 reg 0 1 -\n"
+        "rmsnorm bf16 bf16 bf16 262144 prefill 8 1024 1 8 0 staged 8 1 -\n";
+    static const struct {
+        int op, dtype;
+        int64_t hidden, rows;
+        int min_arch;
+    } cases[] = {
+        {NORMJIT_OP_RMSNORM, NORMJIT_DTYPE_BF16, 32768, 300, 80},
+        {NORMJIT_OP_LAYERNORM, NORMJIT_DTYPE_F16, 4096, 3000, 80},
+        {NORMJIT_OP_RMSNORM, NORMJIT_DTYPE_F32, 4098, 777, 80},
+        {NORMJIT_OP_LAYERNORM, NORMJIT_DTYPE_BF16, 131072, 100, 90},
+        {NORMJIT_OP_RMSNORM, NORMJIT_DTYPE_BF16, 262144, 70, 90},
+    };
+    normjit_ctx *shared = ctx, *staged;
+    nj_tuning *t = NULL;
+    size_t i;
+    int variant;
+    (void)state;
+    staged = nj_gpu_ctx_with_table(table, &t);
+    ctx = staged;
+    for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        if (gpu.arch < cases[i].min_arch)
+            continue;
+        for (variant = 0; variant < 3; variant++) {
+            norm_case c = base_case(cases[i].op, cases[i].dtype, cases[i].hidden, cases[i].rows);
+            if (variant == 1) {
+                c.x_stride = cases[i].hidden + 64;
+                c.y_stride = cases[i].hidden + 32;
+                c.plus_one = 1;
             }
+            c.in_place = variant == 2;
+            c.stats = variant != 1;
+            run_case(&c);
+        }
+        check_rows_alone(cases[i].op, cases[i].dtype, cases[i].hidden, cases[i].rows);
+    }
+    ctx = shared;
+    normjit_ctx_destroy(staged);
+    nj_tuning_free(t);
 }
 
 /* Two threads, each on its own stream, launching different sizes at once. */
@@ -757,7 +824,7 @@ int main(void)
         cmocka_unit_test(test_large_values),     cmocka_unit_test(test_batch_invariance),
         cmocka_unit_test(test_two_threads),      cmocka_unit_test(test_over_2g_elements),
         cmocka_unit_test(test_zero_rows),        cmocka_unit_test(test_graph_capture),
-        cmocka_unit_test(test_wrong_context),
+        cmocka_unit_test(test_wrong_context),    cmocka_unit_test(test_staged_storage),
     };
     int rc;
     if ((rc = nj_gpu_open(&gpu)) != 0)
