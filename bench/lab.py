@@ -13,9 +13,9 @@ better median counting; the same-size copy is timed beside them.
 
 A variant is written "op-independent knobs,define=value,...":
     t=256,r=1,c=1,o=0,s=reg          threads per row, rows per CTA, cluster, occupancy
-                                     (min CTAs per SM), storage (reg or stream)
+                                     (min CTAs per SM), storage (reg, stream or staged)
     g=N                              a persistent grid of N CTAs per SM (default: one CTA
-                                     per row group)
+                                     per row group); g=-1: as many as the GPU holds at once
     table                            the shipped H100 tuning table's knobs for the shape
     NJ_WLOAD=1                       any template #define
 (the experiments below list theirs).
@@ -113,11 +113,38 @@ class Driver:
                    "cuModuleGetFunction")
         return fn
 
-    def launch(self, fn, grid, threads, params):
+    def set_smem(self, fn, smem):
+        """Allow `smem` bytes of dynamic shared memory (over 48 KB needs the attribute)."""
+        if smem > 48 * 1024:
+            self.check(self.lib.cuFuncSetAttribute(fn, 8, ctypes.c_int(smem)),  # MAX_DYNAMIC_SHARED
+                       "cuFuncSetAttribute")
+
+    def resident_groups(self, fn, threads, smem, cluster, sms):
+        """How many CTAs (clusters) of this kernel the GPU holds at once."""
+        n = ctypes.c_int()
+        if cluster == 1:
+            self.check(self.lib.cuOccupancyMaxActiveBlocksPerMultiprocessor(
+                ctypes.byref(n), fn, ctypes.c_int(threads), ctypes.c_size_t(smem)),
+                "cuOccupancyMaxActiveBlocksPerMultiprocessor")
+            return n.value * sms
+        cfg = _LaunchConfig(cluster, 1, 1, threads, 1, 1, smem, None, None, 0)
+        self.check(self.lib.cuOccupancyMaxActiveClusters(ctypes.byref(n), fn, ctypes.byref(cfg)),
+                   "cuOccupancyMaxActiveClusters")
+        return n.value
+
+    def launch(self, fn, grid, threads, params, smem=0):
         args = (ctypes.c_void_p * 1)(ctypes.cast(ctypes.pointer(params), ctypes.c_void_p))
         stream = ctypes.c_void_p(torch.cuda.current_stream().cuda_stream)
         self.check(self.lib.cuLaunchKernel(fn, ctypes.c_uint(grid), 1, 1, ctypes.c_uint(threads),
-                                           1, 1, 0, stream, args, None), "cuLaunchKernel")
+                                           1, 1, ctypes.c_uint(smem), stream, args, None),
+                   "cuLaunchKernel")
+
+
+class _LaunchConfig(ctypes.Structure):
+    _fields_ = [("gx", ctypes.c_uint), ("gy", ctypes.c_uint), ("gz", ctypes.c_uint),
+                ("bx", ctypes.c_uint), ("by", ctypes.c_uint), ("bz", ctypes.c_uint),
+                ("smem", ctypes.c_uint), ("stream", ctypes.c_void_p), ("attrs", ctypes.c_void_p),
+                ("nattrs", ctypes.c_uint)]
 
 
 def _params_struct():
@@ -180,11 +207,23 @@ def legal(case, k):
         return False
     nv = case.hidden // k["vec"]
     npt = -(-(-(-nv // c)) // t)
-    if k["s"] == "reg" and npt * k["vec"] * case.x.element_size() > 256:
+    if k["s"] != "stream" and npt * k["vec"] * case.x.element_size() > 256:
+        return False
+    if k["s"] == "staged" and stage_bytes(case, k) > 227 * 1024 - 1024:
         return False
     if t * k["r"] * k["o"] > 2048:
         return False
     return nv >= c * min(t, 32)
+
+
+def stage_bytes(case, k):
+    """Dynamic shared memory of staged storage: two buffers of each thread's vectors."""
+    if k["s"] != "staged":
+        return 0
+    nv = case.hidden // k["vec"]
+    npt = -(-(-(-nv // k["c"])) // k["t"])
+    per_vec = k["vec"] * case.x.element_size() * (2 if fused.is_add(case.op) else 1)
+    return 2 * npt * k["t"] * k["r"] * per_vec
 
 
 def render(case, knobs, defines, kernel_dir, name):
@@ -195,7 +234,7 @@ def render(case, knobs, defines, kernel_dir, name):
            f"#define NJ_H {case.hidden}\n#define NJ_VEC {knobs['vec']}\n#define NJ_TPR {knobs['t']}\n"
            f"#define NJ_RPC {knobs['r']}\n#define NJ_CLUSTER {knobs['c']}\n"
            f"#define NJ_MIN_CTAS {knobs['o']}\n"
-           f"#define NJ_STORAGE {1 if knobs['s'] == 'stream' else 0}\n" + op_defines)
+           f"#define NJ_STORAGE {dict(reg=0, stream=1, staged=2)[knobs['s']]}\n" + op_defines)
     if fused.is_add(case.op):
         src += f"#define NJ_TR {tr}\n"
     src += "".join(f"#define {k} {v}\n" for k, v in defines.items())
@@ -247,8 +286,13 @@ class Lab:
             knobs, defines = parsed
             fn = self.function(case, knobs, defines)
             threads = knobs["t"] * knobs["r"]
+            smem = stage_bytes(case, knobs)
+            self.driver.set_smem(fn, smem)
             groups = -(-case.rows // knobs["r"])
-            if knobs["g"]:
+            if knobs["g"] < 0:
+                groups = min(groups, self.driver.resident_groups(fn, threads, smem, knobs["c"],
+                                                                 self.sms))
+            elif knobs["g"]:
                 groups = min(groups, max(1, knobs["g"] * self.sms // knobs["c"]))
             grid = groups * knobs["c"]
             x, r, w, b = case.x, case.r, case.w, case.bias
@@ -264,7 +308,7 @@ class Lab:
             p.eps = fused.EPS
 
             def run():
-                self.driver.launch(fn, grid, threads, p)
+                self.driver.launch(fn, grid, threads, p, smem)
                 return (y, r) if r is not None else y
             return run
         return build
@@ -319,6 +363,17 @@ def _wide_variants():
     return out
 
 
+def _staged_variants():
+    """Staged storage on a grid the GPU holds at once, beside the table's choice and the
+    same layouts in registers."""
+    out = ["table=table", "tst=table,s=staged,g=-1"]
+    for c, t in ((1, 512), (1, 1024), (2, 512), (2, 1024), (4, 512), (4, 1024), (8, 512),
+                 (8, 1024)):
+        out.append(f"st_c{c}t{t}=s=staged,t={t},c={c},g=-1")
+        out.append(f"rg_c{c}t{t}=t={t},c={c},g=-1")
+    return out
+
+
 # Each: CUDA-graph replay (graph) or single cold calls; the shapes; the variants; the peers.
 EXPERIMENTS = {
     "decode": dict(
@@ -333,6 +388,19 @@ EXPERIMENTS = {
                 for rows, h in ((512, 32768), (512, 65536), (512, 131072), (256, 262144))],
         variants=_wide_variants(),
         peers=["normjit"]),
+    "staged": dict(
+        graph=False,
+        shapes=[(op, BF16, rows, h) for op in ("rmsnorm", "layernorm", "add_rmsnorm", "add_layernorm")
+                for rows, h in ((512, 32768), (4096, 32768), (512, 65536), (512, 131072),
+                                (256, 262144))],
+        variants=_staged_variants(),
+        peers=["normjit"]),
+    "staged_seed": dict(
+        graph=False,
+        shapes=[(op, BF16, rows, h) for op in ("rmsnorm", "layernorm", "add_rmsnorm", "add_layernorm")
+                for rows, h in ((2048, 4096), (4096, 8192), (16384, 8192), (32768, 12288))],
+        variants=["table=table", "tst=table,s=staged,g=-1", "trg=table,g=-1"],
+        peers=["normjit", "liger", "triton"]),
     "seed": dict(
         graph=False,
         shapes=[(op, BF16, rows, h) for op in ("rmsnorm", "layernorm", "add_rmsnorm", "add_layernorm")
