@@ -54,6 +54,28 @@ static int same_slot(const nj_tuning_record *a, const nj_tuning_record *b)
     return same_config(a, b) && a->bucket == b->bucket;
 }
 
+/* The array of *cap items of `size` bytes with room for item n (doubled, 64 at first), or NULL. */
+static void *room_for(void *items, size_t n, size_t *cap, size_t size)
+{
+    size_t grown = *cap ? *cap * 2 : 64;
+    void *p;
+    if (n < *cap)
+        return items;
+    if ((p = realloc(items, grown * size)) != NULL)
+        *cap = grown;
+    return p;
+}
+
+static int append(nj_tuning *t, const nj_tuning_record *r)
+{
+    nj_tuning_record *p = room_for(t->records, t->n, &t->cap, sizeof *p);
+    if (!p)
+        return nj_fail(NORMJIT_ENOMEM, "out of memory");
+    t->records = p;
+    t->records[t->n++] = *r;
+    return NORMJIT_OK;
+}
+
 int nj_tuning_put(nj_tuning *t, const nj_tuning_record *r)
 {
     size_t i;
@@ -62,15 +84,98 @@ int nj_tuning_put(nj_tuning *t, const nj_tuning_record *r)
             t->records[i] = *r;
             return NORMJIT_OK;
         }
-    if (t->n == t->cap) {
-        size_t cap = t->cap ? t->cap * 2 : 64;
-        nj_tuning_record *p = realloc(t->records, cap * sizeof *p);
-        if (!p)
+    return append(t, r);
+}
+
+/*
+ * The records of each configuration, found through a hash of it, so that
+ * reading a table compares a record only with its own configuration's (at
+ * most one a bucket), not with every other record: the shipped table's 180
+ * records took 16 000 pairwise comparisons twice, most of a context's
+ * creation. Groups are numbered in the order of their first record, which
+ * never moves: nj_tuning_put's order, and the order the checks report in.
+ */
+typedef struct config_group {
+    size_t first;              /* position of its first record */
+    size_t slot[NJ_BUCKETS];   /* position + 1 of its record of each bucket, 0: none */
+} config_group;
+
+typedef struct config_index {
+    size_t *table;        /* open addressing: group number + 1, 0: empty */
+    size_t mask;          /* table size - 1, a power of two */
+    config_group *groups;
+    size_t n, cap;
+} config_index;
+
+static void index_free(config_index *ix)
+{
+    free(ix->table);
+    free(ix->groups);
+}
+
+static size_t config_hash(const nj_tuning_record *r)
+{
+    nj_request q;
+    nj_tuning_record_request(r, &q);
+    q.bucket = 0;
+    /* Only a spreading of nj_request_key: configurations are told apart by same_config. */
+    return (size_t)((nj_request_key(&q) * 0x9e3779b97f4a7c15ull) >> 32);
+}
+
+/* The table entry for a record's configuration: its group + 1, or the empty one to fill. */
+static size_t *index_find(const config_index *ix, const nj_tuning *t,
+                          const nj_tuning_record *r)
+{
+    size_t h = config_hash(r) & ix->mask;
+    while (ix->table[h] && !same_config(&t->records[ix->groups[ix->table[h] - 1].first], r))
+        h = (h + 1) & ix->mask;
+    return &ix->table[h];
+}
+
+/* Room for one more group with the table at most half full. */
+static int index_reserve(config_index *ix, const nj_tuning *t)
+{
+    config_group *p = room_for(ix->groups, ix->n, &ix->cap, sizeof *p);
+    size_t g;
+    if (!p)
+        return nj_fail(NORMJIT_ENOMEM, "out of memory");
+    ix->groups = p;
+    if (2 * (ix->n + 1) > (ix->table ? ix->mask + 1 : 0)) {
+        size_t size = ix->table ? 2 * (ix->mask + 1) : 128;
+        config_index grown = *ix;
+        if (!(grown.table = calloc(size, sizeof *grown.table)))
             return nj_fail(NORMJIT_ENOMEM, "out of memory");
-        t->records = p;
-        t->cap = cap;
+        grown.mask = size - 1;
+        for (g = 0; g < ix->n; g++)
+            *index_find(&grown, t, &t->records[ix->groups[g].first]) = g + 1;
+        free(ix->table);
+        *ix = grown;
     }
-    t->records[t->n++] = *r;
+    return NORMJIT_OK;
+}
+
+/* nj_tuning_put through the index. */
+static int index_put(config_index *ix, nj_tuning *t, const nj_tuning_record *r)
+{
+    size_t *entry;
+    config_group *g;
+    int status;
+    if ((status = index_reserve(ix, t)) != NORMJIT_OK)
+        return status;
+    entry = index_find(ix, t, r);
+    if (*entry && ix->groups[*entry - 1].slot[r->bucket]) {
+        t->records[ix->groups[*entry - 1].slot[r->bucket] - 1] = *r;
+        return NORMJIT_OK;
+    }
+    if ((status = append(t, r)) != NORMJIT_OK)
+        return status;
+    if (!*entry) {
+        g = &ix->groups[ix->n++];
+        memset(g, 0, sizeof *g);
+        g->first = t->n - 1;
+        *entry = ix->n;
+    }
+    ix->groups[*entry - 1].slot[r->bucket] = t->n;
     return NORMJIT_OK;
 }
 
@@ -233,23 +338,33 @@ static int parse_header(nj_tuning *t, const char *line, int *fields_seen, const 
 
 /*
  * Batch invariance: the buckets of one configuration must share the knobs
- * that fix the reduction order.
+ * that fix the reduction order. Of all the pairs of records that break it,
+ * the one named is the first in the records' order (the earlier record,
+ * then the later one): a group's first record against its first other
+ * record with another layout, for the group that comes first.
  */
-static int check_invariance(const nj_tuning *t)
+static int check_invariance(const nj_tuning *t, const config_index *ix)
 {
-    size_t i, j;
-    for (i = 0; i < t->n; i++)
-        for (j = i + 1; j < t->n; j++) {
-            const nj_tuning_record *a = &t->records[i], *b = &t->records[j];
-            if (same_config(a, b) && !nj_knobs_same_layout(&a->plan.v.k, &b->plan.v.k))
-                return nj_fail(NORMJIT_EFORMAT,
-                               "line %d: record for %s %s hidden %lld differs from line %d in "
-                               "tpr, cluster or storage; a row's result would depend on the row "
-                               "count",
-                               b->line, nj_op_name(a->plan.v.s.op),
-                               nj_dtype_name(a->plan.v.s.tx), (long long)a->plan.v.s.hidden,
-                               a->line);
+    size_t g, b;
+    for (g = 0; g < ix->n; g++) {
+        const nj_tuning_record *a = &t->records[ix->groups[g].first], *other = NULL;
+        for (b = 0; b < NJ_BUCKETS; b++) {
+            const nj_tuning_record *c;
+            if (!ix->groups[g].slot[b])
+                continue;
+            c = &t->records[ix->groups[g].slot[b] - 1];
+            if (!nj_knobs_same_layout(&a->plan.v.k, &c->plan.v.k) && (!other || c < other))
+                other = c;
         }
+        if (other)
+            return nj_fail(NORMJIT_EFORMAT,
+                           "line %d: record for %s %s hidden %lld differs from line %d in "
+                           "tpr, cluster or storage; a row's result would depend on the row "
+                           "count",
+                           other->line, nj_op_name(a->plan.v.s.op),
+                           nj_dtype_name(a->plan.v.s.tx), (long long)a->plan.v.s.hidden,
+                           a->line);
+    }
     return NORMJIT_OK;
 }
 
@@ -258,21 +373,23 @@ static int check_invariance(const nj_tuning *t)
  * table's architecture cannot run), so that its buckets never mix this
  * table's layout with another source's.
  */
-static void drop_illegal(nj_tuning *t)
+static void drop_illegal(nj_tuning *t, const config_index *ix)
 {
-    size_t i, j, kept = 0;
+    size_t i, b, kept = 0;
     char *bad = calloc(t->n ? t->n : 1, 1);
     if (!bad)
         return; /* lookups then meet an illegal record: nj_variant_check refuses it at build */
     for (i = 0; i < t->n; i++) {
+        const config_group *g;
         if (nj_variant_check(&t->records[i].plan.v, t->device.cc) == NORMJIT_OK)
             continue;
         if (!t->dropped_why[0])
             snprintf(t->dropped_why, sizeof t->dropped_why, "line %d: %s", t->records[i].line,
                      normjit_last_error());
-        for (j = 0; j < t->n; j++)
-            if (same_config(&t->records[i], &t->records[j]))
-                bad[j] = 1;
+        g = &ix->groups[*index_find(ix, t, &t->records[i]) - 1];
+        for (b = 0; b < NJ_BUCKETS; b++)
+            if (g->slot[b])
+                bad[g->slot[b] - 1] = 1;
     }
     for (i = 0; i < t->n; i++) {
         if (bad[i])
@@ -287,6 +404,7 @@ static void drop_illegal(nj_tuning *t)
 int nj_tuning_parse(const char *text, size_t len, nj_tuning **out)
 {
     nj_tuning *t = nj_tuning_new(NULL, NULL, NULL);
+    config_index ix = {0};
     size_t pos = 0;
     int line_no = 0, fields_seen = 0, status = NORMJIT_OK;
 
@@ -329,7 +447,7 @@ int nj_tuning_parse(const char *text, size_t len, nj_tuning **out)
             status = nj_fail(NORMJIT_EFORMAT, "line %d: %s", line_no, why);
         } else {
             r.line = line_no;
-            status = nj_tuning_put(t, &r);
+            status = index_put(&ix, t, &r);
         }
     }
     if (status == NORMJIT_OK && (!t->device.name[0] || !fields_seen))
@@ -337,9 +455,10 @@ int nj_tuning_parse(const char *text, size_t len, nj_tuning **out)
                          line_no, t->device.name[0] ? "" : " 'device:'",
                          fields_seen ? "" : " 'fields:'");
     if (status == NORMJIT_OK)
-        status = check_invariance(t);
+        status = check_invariance(t, &ix);
     if (status == NORMJIT_OK)
-        drop_illegal(t);
+        drop_illegal(t, &ix);
+    index_free(&ix);
     if (status != NORMJIT_OK) {
         nj_tuning_free(t);
         return status;

@@ -318,6 +318,135 @@ static void test_batch_invariance_enforced(void **state)
     }
 }
 
+/*
+ * Reading a table compares each record only with its own configuration's
+ * (tuning.c's index): the checks must still find conflicts and duplicates
+ * however far apart they are, and name the same lines as a comparison of
+ * every pair would. FILLER(n) puts n records of other configurations (hidden
+ * sizes 1..n, all consistent) between them, enough to grow the index.
+ */
+static char *table_with(const char *head, const char *const *parts, int filler)
+{
+    size_t size = 256 + strlen(head) + (size_t)filler * 3 * 64, len;
+    const char *const *p;
+    char *text = malloc(size + 4096);
+    int i, b;
+    assert_non_null(text);
+    len = (size_t)snprintf(text, size, "%s", head);
+    for (p = parts; *p; p++) {
+        if (strcmp(*p, "FILLER"))
+            len += (size_t)snprintf(text + len, size + 4096 - len, "%s", *p);
+        else
+            for (i = 1; i <= filler; i++)
+                for (b = 0; b < NJ_BUCKETS; b++)
+                    len += (size_t)snprintf(text + len, size + 4096 - len,
+                                            "layernorm f32 f32 f32 %d %s 1 32 %d 1 0 reg 0 1.0\n", i,
+                                            nj_bucket_name(b), 1 + b);
+    }
+    return text;
+}
+
+#define DECODE_A "rmsnorm f16 f16 f16 4096 decode 8 128 1 1 0 reg 0 3.1\n"
+#define LARGE_A_OTHER_TPR "rmsnorm f16 f16 f16 4096 large 8 256 1 1 0 reg 0 9.0\n"
+
+static void test_checks_far_apart(void **state)
+{
+    static const struct {
+        const char *what;
+        const char *head;
+        const char *parts[6];
+        int filler;
+        int status;
+        size_t n, dropped;
+        const char *message; /* the last error, or the dropped_why */
+    } cases[] = {
+        {"conflict after 300 configurations", HEADER, {DECODE_A, "FILLER", LARGE_A_OTHER_TPR}, 300,
+         NORMJIT_EFORMAT, 0, 0,
+         "line 911: record for rmsnorm f16 hidden 4096 differs from line 10 in tpr, cluster or storage"},
+        {"conflict before 300 configurations", HEADER, {DECODE_A, LARGE_A_OTHER_TPR, "FILLER"}, 300,
+         NORMJIT_EFORMAT, 0, 0, "line 11: record for rmsnorm f16 hidden 4096 differs from line 10"},
+        {"consistent after 300 configurations", HEADER,
+         {DECODE_A, "FILLER", "rmsnorm f16 f16 f16 4096 large 8 128 4 1 0 reg 2 9.0\n"}, 300,
+         NORMJIT_OK, 902, 0, NULL},
+        /* Two conflicting configurations: the one whose first record comes first is named,
+           though the other's conflict comes earlier in the file. */
+        {"first configuration named", HEADER,
+         {DECODE_A, "layernorm bf16 bf16 f32 1024 decode 8 64 1 1 0 reg 0 2.0\n",
+          "layernorm bf16 bf16 f32 1024 large 8 32 1 1 0 reg 0 2.0\n", "FILLER",
+          LARGE_A_OTHER_TPR},
+         100, NORMJIT_EFORMAT, 0, 0,
+         "line 313: record for rmsnorm f16 hidden 4096 differs from line 10"},
+        /* A duplicate replaces the record in its place: the decode record is now line 312's
+           (tpr 256), compared with the prefill record of line 11. */
+        {"duplicate brings a conflict", HEADER,
+         {DECODE_A, "rmsnorm f16 f16 f16 4096 prefill 8 128 2 1 0 reg 0 5.0\n", "FILLER",
+          "rmsnorm f16 f16 f16 4096 decode 8 256 1 1 0 reg 0 3.0\n"},
+         100, NORMJIT_EFORMAT, 0, 0, "line 11: record for rmsnorm f16 hidden 4096 differs from line 312"},
+        {"duplicate removes a conflict", HEADER,
+         {"rmsnorm f16 f16 f16 4096 decode 8 256 1 1 0 reg 0 3.1\n",
+          "rmsnorm f16 f16 f16 4096 prefill 8 128 2 1 0 reg 0 5.0\n", "FILLER", DECODE_A},
+         100, NORMJIT_OK, 302, 0, NULL},
+        /* A cluster on sm_80 drops its configuration's records wherever they are. */
+        {"illegal records far apart", "device: X\ncc: 80\nfields: " NJ_TUNING_FIELDS_V1 "\n",
+         {"layernorm bf16 bf16 f32 65536 decode 8 512 1 2 0 reg 0 10.0\n", "FILLER",
+          "layernorm bf16 bf16 f32 65536 large 8 512 1 2 0 reg 0 80.5\n"},
+         200, NORMJIT_OK, 600, 2, "line 4: "},
+    };
+    size_t i;
+    (void)state;
+    for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *text = table_with(cases[i].head, cases[i].parts, cases[i].filler);
+        nj_tuning *t = NULL;
+        int status = nj_tuning_parse(text, strlen(text), &t);
+        const char *got = status ? normjit_last_error() : t ? t->dropped_why : "";
+        if (status != cases[i].status ||
+            (cases[i].message && strncmp(got, cases[i].message, strlen(cases[i].message))))
+            fail_msg("%s: got %s \"%s\", expected %s \"%s\"", cases[i].what,
+                     normjit_status_name(status), got, normjit_status_name(cases[i].status),
+                     cases[i].message ? cases[i].message : "");
+        if (status == NORMJIT_OK && (t->n != cases[i].n || t->dropped != cases[i].dropped))
+            fail_msg("%s: %zu records, %zu dropped; expected %zu and %zu", cases[i].what, t->n,
+                     t->dropped, cases[i].n, cases[i].dropped);
+        nj_tuning_free(t);
+        free(text);
+    }
+}
+
+/* A duplicate keeps its first record's place and takes the last one's fields. */
+static void test_duplicate_keeps_first_place(void **state)
+{
+    const char text[] = HEADER DECODE_A "rmsnorm f16 f16 f16 4096 prefill 8 128 2 1 0 reg 0 5.0\n"
+                        "rmsnorm f16 f16 f16 4096 decode 8 128 4 1 0 reg 0 2.5\n";
+    nj_tuning *t = parse_ok(text, strlen(text));
+    (void)state;
+    assert_int_equal(t->n, 2);
+    assert_int_equal(t->records[0].bucket, NJ_BUCKET_DECODE);
+    assert_int_equal(t->records[0].line, 12);
+    assert_int_equal(t->records[0].plan.v.k.rpc, 4);
+    assert_float_equal(t->records[0].us, 2.5, 1e-9);
+    assert_int_equal(t->records[1].line, 11);
+    nj_tuning_free(t);
+}
+
+/* The tables built into the library read without an error or a dropped record. */
+static void test_shipped_tables_read(void **state)
+{
+    int i, n;
+    const nj_tuning *const *tables = nj_shipped_tables(&n);
+    (void)state;
+    assert_int_equal(n, nj_shipped_tuning_count);
+    for (i = 0; i < nj_shipped_tuning_count; i++) {
+        nj_tuning *t = NULL;
+        if (nj_tuning_parse(nj_shipped_tuning[i].text, nj_shipped_tuning[i].len, &t) != NORMJIT_OK)
+            fail_msg("%s: %s", nj_shipped_tuning[i].name, normjit_last_error());
+        if (t->dropped)
+            fail_msg("%s: %zu records dropped (%s)", nj_shipped_tuning[i].name, t->dropped,
+                     t->dropped_why);
+        assert_int_equal(tables[i]->n, t->n);
+        nj_tuning_free(t);
+    }
+}
+
 static void test_load_file(void **state)
 {
     char path[] = "/tmp/normjit-test-tuning-XXXXXX";
@@ -421,6 +550,9 @@ int main(void)
         cmocka_unit_test(test_new_put_replaces_slot),
         cmocka_unit_test(test_malformed_tables),
         cmocka_unit_test(test_batch_invariance_enforced),
+        cmocka_unit_test(test_checks_far_apart),
+        cmocka_unit_test(test_duplicate_keeps_first_place),
+        cmocka_unit_test(test_shipped_tables_read),
         cmocka_unit_test(test_load_file),
         cmocka_unit_test(test_matches),
         cmocka_unit_test(test_file_names_and_default_path),
