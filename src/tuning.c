@@ -199,15 +199,19 @@ static int split(char *line, char **words, int max)
     }
 }
 
+/* A decimal number of digits only, in [lo, hi]. (strtoll was a fifth of reading a table.) */
 static int parse_ll(const char *s, long long lo, long long hi, long long *out)
 {
-    char *end;
-    long long v;
+    long long v = 0;
     if (!isdigit((unsigned char)*s))
         return 0;
-    errno = 0;
-    v = strtoll(s, &end, 10);
-    if (*end || errno || v < lo || v > hi)
+    for (; isdigit((unsigned char)*s); s++) {
+        int d = *s - '0';
+        if (v > hi / 10 || v * 10 > hi - d)
+            return 0;
+        v = v * 10 + d;
+    }
+    if (*s || v < lo)
         return 0;
     *out = v;
     return 1;
