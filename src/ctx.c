@@ -97,12 +97,15 @@ static int load_user_tuning(normjit_ctx *ctx, const char *explicit_path)
     return status;
 }
 
+/* A compile-only context plans with no table of a device; it leaves the shipped tables unread
+   (their first reading was most of its creation), for `normjit warm` to read if it asks. */
 static const nj_tuning *find_shipped_tuning(const normjit_ctx *ctx)
 {
     int n, i;
-    const nj_tuning *const *tables = nj_shipped_tables(&n);
+    const nj_tuning *const *tables;
     if (ctx->offline)
         return NULL;
+    tables = nj_shipped_tables(&n);
     for (i = 0; i < n; i++)
         if (nj_tuning_matches(tables[i], &ctx->device))
             return tables[i];
