@@ -399,7 +399,8 @@ EXPERIMENTS = {
         graph=False,
         shapes=[(op, BF16, rows, h) for op in ("rmsnorm", "layernorm", "add_rmsnorm", "add_layernorm")
                 for rows, h in ((2048, 4096), (4096, 8192), (16384, 8192), (32768, 12288))],
-        variants=["table=table", "tst=table,s=staged,g=-1", "trg=table,g=-1"],
+        variants=["table=table", "tst=table,s=staged,g=-1", "trg=table,g=-1", "t512o3=t=512,o=3",
+                  "t256=t=256"],
         peers=["normjit", "liger", "triton"]),
     "seed": dict(
         graph=False,
