@@ -139,6 +139,8 @@ static CUresult f_stream_is_capturing(CUstream stream, CUstreamCaptureStatus *st
 static CUresult f_func_set_attribute(CUfunction fn, CUfunction_attribute attr, int value)
 {
     (void)fn;
+    if (fake_drv.set_attribute_result != CUDA_SUCCESS)
+        return fake_drv.set_attribute_result;
     if (attr == CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES)
         fake_drv.smem_attribute = value;
     return CUDA_SUCCESS;
@@ -149,7 +151,7 @@ static CUresult f_occupancy_max_active_blocks(int *blocks, CUfunction fn, int bl
 {
     (void)fn, (void)block_size, (void)dynamic_smem;
     *blocks = fake_drv.resident_ctas;
-    return CUDA_SUCCESS;
+    return fake_drv.occupancy_result;
 }
 
 static CUresult f_occupancy_max_active_clusters(int *clusters, CUfunction fn,
@@ -157,7 +159,7 @@ static CUresult f_occupancy_max_active_clusters(int *clusters, CUfunction fn,
 {
     (void)fn, (void)config;
     *clusters = fake_drv.resident_ctas;
-    return CUDA_SUCCESS;
+    return fake_drv.occupancy_result;
 }
 
 void fake_driver_init(nj_driver *d)

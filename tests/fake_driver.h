@@ -27,6 +27,7 @@ typedef struct fake_driver_state {
     unsigned last_grid_x, last_block_x, last_smem;
     int smem_attribute;  /* the last CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES set */
     int resident_ctas;   /* what the occupancy queries answer: CTAs per SM, or clusters */
+    CUresult set_attribute_result, occupancy_result; /* what those calls return */
     int pdl_launches;  /* launches through cuLaunchKernelEx asking for programmatic serialization */
     nj_params last_params; /* the parameter block of the last launch */
 } fake_driver_state;

@@ -572,6 +572,25 @@ static void test_staged_launch(void **state)
     assert_int_equal(fake_drv.last_smem, 0);
     assert_int_equal(fake_drv.last_grid_x, 1000); /* under the record's 8 x 132, no resident cap */
     normjit_ctx_destroy(ctx);
+
+    /* The driver refuses the shared memory: the call fails saying so, nothing is launched and
+       the module is unloaded. */
+    ctx = fake_ctx(0);
+    ctx->planner.user = t;
+    a.residual = a.residual_out = NULL;
+    a.residual_dtype = 0;
+    fake_drv.set_attribute_result = CUDA_ERROR_INVALID_VALUE;
+    assert_int_equal(normjit_rmsnorm_fwd(ctx, &a, NULL), NORMJIT_EDRIVER);
+    assert_non_null(strstr(normjit_last_error(), "cuFuncSetAttribute"));
+    assert_int_equal(fake_drv.launches, 0);
+    assert_int_equal(fake_drv.module_loads, fake_drv.module_unloads);
+    /* The occupancy calculator fails: the record's grid, uncapped. */
+    fake_drv.set_attribute_result = CUDA_SUCCESS;
+    fake_drv.occupancy_result = CUDA_ERROR_INVALID_VALUE;
+    a.rows = 2000;
+    assert_int_equal(normjit_rmsnorm_fwd(ctx, &a, NULL), NORMJIT_OK);
+    assert_int_equal(fake_drv.last_grid_x, 8 * 132);
+    normjit_ctx_destroy(ctx);
     nj_tuning_free(t);
 }
 
