@@ -194,8 +194,6 @@ static int rpc_options(int tpr, int *out)
 }
 
 #define NJ_MAX_LAYOUTS 64
-/* Rows from this size up are also tried in staged storage (copied ahead on a persistent grid). */
-#define NJ_STAGED_MIN_ROW_BYTES (8 << 10)
 
 /* `v` (and `v` with an occupancy asked of the compiler) if legal; returns the new count. */
 static int add_candidate(nj_variant v, int arch, nj_variant *out, int n, int max)
@@ -232,17 +230,12 @@ int nj_plan_candidates(const nj_request *r, int arch, const nj_knobs *layout, nj
             v.s = r->s;
             v.k = lay[i];
             v.k.rpc = rpcs[j];
-            if (v.k.storage == NJ_STORAGE_STREAM) {
-                n = add_candidate(v, arch, out, n, max);
-                continue;
-            }
-            /* A held row: in registers, and for long rows also staged. */
-            v.k.storage = NJ_STORAGE_REG;
+            /* A held row in registers. Staged storage is not tried yet: its kernels have
+               compiled for every architecture but not yet run on a GPU (docs/PERFORMANCE.md);
+               a tuning table's record selects it. */
+            if (v.k.storage == NJ_STORAGE_STAGED)
+                v.k.storage = NJ_STORAGE_REG;
             n = add_candidate(v, arch, out, n, max);
-            v.k.storage = NJ_STORAGE_STAGED;
-            if (r->s.hidden * nj_dtype_size(nj_spec_input_dtype(&r->s)) >= NJ_STAGED_MIN_ROW_BYTES &&
-                nj_variant_staged_fits(&v, arch))
-                n = add_candidate(v, arch, out, n, max);
         }
     }
     return n;

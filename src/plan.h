@@ -29,9 +29,9 @@ void nj_plan_fit(nj_plan *p, int arch);
 /*
  * The tuner's search space for `r` (one list for `normjit tune` and
  * `--explore`): every legal variant of every layout (threads per row,
- * cluster, storage; vec is the request's), each with its rows-per-CTA
- * options and with and without an occupancy asked of the compiler; a layout
- * that holds a row of 8 KB or more in registers also staged. With
+ * cluster, storage reg or stream; vec is the request's), each with its
+ * rows-per-CTA options and with and without an occupancy asked of the
+ * compiler. With
  * `layout` not NULL, only that layout (the ops that share another op's
  * layout). Returns how many were written (at most max).
  */
