@@ -805,7 +805,7 @@ __device__ __forceinline__ void nj_write_stats(float *rstd_out, float *mean_out,
 // next rows' memory latency hides behind this group's reductions and stores.
 // Two buffers; each thread copies only the vectors it reads back itself, so
 // cp.async.wait_group alone orders them (no barrier). Vector i of thread t
-// sits at [i][t]: a warp reads 512 consecutive bytes.
+// sits at [i][t]: a warp reads consecutive bytes.
 #define NJ_STAGE_XB (NJ_VEC * (int)sizeof(NJ_TX))
 #if NJ_ADD
 #define NJ_STAGE_RB (NJ_VEC * (int)sizeof(NJ_TR))

@@ -2,9 +2,10 @@
 // with the biased variance; and the fused residual add (NJ_ADD: x is
 // replaced by the rounded sum x + residual, which is also written out).
 //
-// Work split as in rmsnorm.cu. Register storage computes the mean, then the
-// variance as the mean of (x - mean)^2 over the values still in registers
-// (two reductions, no cancellation). Stream storage makes one pass of sums
+// Work split as in rmsnorm.cu. Register storage (and staged storage, whose
+// rows arrive through shared memory) computes the mean, then the variance as
+// the mean of (x - mean)^2 over the values still in registers (two
+// reductions, no cancellation). Stream storage makes one pass of sums
 // shifted by the mean of the row's first vector, which keeps E[d^2] - E[d]^2
 // accurate when the mean is large against the spread, then a second pass for
 // the output.

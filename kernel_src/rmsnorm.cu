@@ -7,8 +7,8 @@
 // over the NJ_CLUSTER CTAs of a cluster). Each thread sums the squares of the
 // elements it holds, nj_row_reduce() adds the sums, and each thread writes its
 // own elements (rounded, or quantized: common.cuh). Register storage reads
-// every element once; stream storage reads the row a second time for the
-// output.
+// every element once (staged storage too, through shared memory, a row group
+// ahead); stream storage reads the row a second time for the output.
 // Knobs: NJ_VEC, NJ_TPR, NJ_RPC, NJ_CLUSTER, NJ_MIN_CTAS, NJ_STORAGE, NJ_WLOAD (see common.cuh).
 #ifndef NJ_RENDERED
 #include "common.cuh"
