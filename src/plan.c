@@ -103,6 +103,11 @@ void nj_plan_fit(nj_plan *p, int arch)
     const int gv = p->v.s.group / k->vec;
     int64_t tpr;
 
+    /* Staged storage holds the row as register storage does; where the epilogue's copies
+       do not fit (the fused add's residual beside the row, wider vectors) or the layout is
+       refitted below, the row is held in registers. */
+    if (k->storage == NJ_STORAGE_STAGED && !nj_variant_staged_fits(&p->v, arch))
+        k->storage = NJ_STORAGE_REG;
     if (p->v.s.quant != NORMJIT_QUANT_GROUP || nj_variant_check(&p->v, arch) == NORMJIT_OK)
         return;
     if (k->storage == NJ_STORAGE_STAGED)

@@ -20,9 +20,10 @@ void nj_plan_heuristic(const nj_request *r, int arch, nj_plan *out);
 
 /*
  * Make a plan's layout fit its epilogue (group quantization needs whole
- * groups per lane set): changes tpr and rpc only as a function of the spec
- * and vec, never of the bucket, so batch invariance holds. A plan that
- * already fits is left alone.
+ * groups per lane set; staged storage's copies must fit shared memory, the
+ * fused add's residual included): changes tpr, rpc and staged to register
+ * storage only as a function of the spec and vec, never of the bucket, so
+ * batch invariance holds. A plan that already fits is left alone.
  */
 void nj_plan_fit(nj_plan *p, int arch);
 

@@ -39,10 +39,6 @@ static void plan_from(const nj_tuning *const *tables, int n, int arch, const nj_
             break;
         }
     out->v.s = r->s;
-    /* The plain op's rows copied ahead may not fit the fused add's residual beside them:
-       register storage holds the row the same way. */
-    if (out->v.k.storage == NJ_STORAGE_STAGED && !nj_variant_staged_fits(&out->v, arch))
-        out->v.k.storage = NJ_STORAGE_REG;
     nj_plan_fit(out, arch);
     /* Without a record of its own, a quantized output in registers asks the compiler for the
        occupancy that fits: its scales take registers the plain kernel's layout did not
