@@ -111,6 +111,7 @@ static void remove_inflight(nj_kernels *k, const nj_variant *v)
 static CUresult load_image(const nj_driver *drv, const nj_built *b, nj_module *m,
                            const char **what)
 {
+    const int smem = nj_variant_stage_bytes(&m->v);
     CUresult res;
     *what = "cuModuleLoadData";
     res = drv->module_load_data(&m->module, b->image.data);
@@ -118,10 +119,10 @@ static CUresult load_image(const nj_driver *drv, const nj_built *b, nj_module *m
         return res;
     *what = "cuModuleGetFunction";
     res = drv->module_get_function(&m->fn, m->module, b->name);
-    if (res == CUDA_SUCCESS && nj_variant_stage_bytes(&m->v) > 48 * 1024) {
+    if (res == CUDA_SUCCESS && smem > NJ_DEFAULT_DYNAMIC_SMEM) {
         *what = "cuFuncSetAttribute";
         res = drv->func_set_attribute(m->fn, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-                                      nj_variant_stage_bytes(&m->v));
+                                      smem);
     }
     if (res != CUDA_SUCCESS) {
         drv->module_unload(m->module);

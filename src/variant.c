@@ -250,7 +250,7 @@ int nj_arch_max_dynamic_smem(int arch)
 {
     /* The CUDA programming guide's opt-in limits per compute capability. */
     if (arch < 80)
-        return 48 * 1024;
+        return NJ_DEFAULT_DYNAMIC_SMEM;
     if (arch == 80 || arch == 87)
         return 163 * 1024;
     if (arch == 90 || arch == 100 || arch == 103)

@@ -134,6 +134,9 @@ int nj_variant_vectors_per_thread(const nj_variant *v);
    else 0. */
 int nj_variant_stage_bytes(const nj_variant *v);
 
+/* Dynamic shared memory a kernel may take without opting in (cuFuncSetAttribute). */
+#define NJ_DEFAULT_DYNAMIC_SMEM (48 * 1024)
+
 /* The most dynamic shared memory a CTA may ask for on compute capability `arch` (opt-in). */
 int nj_arch_max_dynamic_smem(int arch);
 
