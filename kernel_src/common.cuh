@@ -344,6 +344,12 @@ __device__ __forceinline__ nj_slot nj_slot_of_thread()
     return s;
 }
 
+// Rows are handed out in groups of NJ_RPC, one group per CTA (cluster) at a
+// time: a CTA's first group, and the groups between its turns (a grid
+// smaller than the number of groups loops; staged storage copies the next).
+#define NJ_FIRST_GROUP ((nj_i64)(blockIdx.x / NJ_CLUSTER))
+#define NJ_GROUP_STRIDE ((nj_i64)(gridDim.x / NJ_CLUSTER))
+
 // One row's tensors. Rows are consecutive in memory through their strides,
 // except for QK-norm, where row r is head r % heads of token r / heads.
 struct nj_row {
@@ -867,7 +873,7 @@ __device__ __forceinline__ void nj_stage_issue(const nj_params &p, nj_i64 row_in
 __device__ __forceinline__ nj_stage nj_stage_start(const nj_params &p, const nj_slot &s)
 {
     nj_stage st = {0};
-    nj_stage_issue(p, (nj_i64)(blockIdx.x / NJ_CLUSTER) * NJ_RPC + s.rloc, 0, s);
+    nj_stage_issue(p, NJ_FIRST_GROUP * NJ_RPC + s.rloc, 0, s);
     return st;
 }
 
@@ -878,7 +884,7 @@ __device__ __forceinline__ int nj_stage_advance(nj_stage &st, const nj_params &p
 {
     const int buf = st.k & 1;
     st.k++;
-    nj_stage_issue(p, row_index + (nj_i64)(gridDim.x / NJ_CLUSTER) * NJ_RPC, buf ^ 1, s);
+    nj_stage_issue(p, row_index + NJ_GROUP_STRIDE * NJ_RPC, buf ^ 1, s);
     asm volatile("cp.async.wait_group 1;" ::: "memory");
     return buf;
 }
@@ -1271,8 +1277,7 @@ __device__ __forceinline__ void nj_stream_store_row(const nj_params &p, const nj
 }
 #endif
 
-// Rows are handed out in groups of NJ_RPC, one group per CTA (cluster) at a
-// time; a grid smaller than the number of groups loops.
+// The row groups of this CTA (cluster), NJ_FIRST_GROUP on.
 #define NJ_FOR_EACH_ROW_GROUP(g)                                                              \
-    for (nj_i64 g = blockIdx.x / NJ_CLUSTER, groups_ = (p.rows + NJ_RPC - 1) / NJ_RPC;       \
-         g < groups_; g += gridDim.x / NJ_CLUSTER)
+    for (nj_i64 g = NJ_FIRST_GROUP, groups_ = (p.rows + NJ_RPC - 1) / NJ_RPC; g < groups_;    \
+         g += NJ_GROUP_STRIDE)
