@@ -119,7 +119,10 @@ static CUresult load_image(const nj_driver *drv, const nj_built *b, nj_module *m
         return res;
     *what = "cuModuleGetFunction";
     res = drv->module_get_function(&m->fn, m->module, b->name);
-    if (res == CUDA_SUCCESS && smem > NJ_DEFAULT_DYNAMIC_SMEM) {
+    /* The kernel's static shared memory counts against the same 48 KB a launch gets without
+       opting in, so the limit is raised for any dynamic shared memory (a stage of exactly
+       48 KB failed to launch on the H100). */
+    if (res == CUDA_SUCCESS && smem > 0) {
         *what = "cuFuncSetAttribute";
         res = drv->func_set_attribute(m->fn, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
                                       smem);

@@ -526,14 +526,16 @@ static void test_group_quant_plans_are_legal(void **state)
 }
 
 /* Staged storage: the kernel gets its two buffers of dynamic shared memory (the attribute set
-   when over 48 KB), and a persistent grid no larger than the GPU holds at once; the decode
+   for any size: the kernel's static shared memory counts against the same 48 KB), and a persistent grid no larger than the GPU holds at once; the decode
    bucket's register layout counts as the same layout. */
 static void test_staged_launch(void **state)
 {
     static const char table[] =
         "device: Fake\nsms: 132\ncc: 90\nfields: " NJ_TUNING_FIELDS "\n"
         "rmsnorm bf16 bf16 bf16 32768 decode 8 1024 1 1 0 reg 0 4.0 -\n"
-        "rmsnorm bf16 bf16 bf16 32768 prefill 8 1024 1 1 0 staged 8 90 -\n";
+        "rmsnorm bf16 bf16 bf16 32768 prefill 8 1024 1 1 0 staged 8 90 -\n"
+        "rmsnorm f32 f32 f32 4098 decode 2 1024 1 1 0 reg 0 4.0 -\n"
+        "rmsnorm f32 f32 f32 4098 prefill 2 1024 1 1 0 staged 8 9.0 -\n";
     const unsigned stage = 2 * 4 * 1024 * 16; /* 4 vectors of 16 bytes a thread, twice */
     normjit_ctx *ctx = fake_ctx(0);
     normjit_norm_args a = base_args();
@@ -552,6 +554,17 @@ static void test_staged_launch(void **state)
     assert_int_equal(fake_drv.last_block_x, 1024);
     assert_int_equal(fake_drv.last_grid_x, 132); /* not 8 x 132: one CTA fits an SM */
     assert_non_null(strstr(fake_nv.last_name, "_staged"));
+    /* Exactly 48 KB of stage (3 vectors of 8 bytes a thread, twice): the attribute is set too,
+       or the launch fails beside the kernel's static shared memory. */
+    {
+        normjit_norm_args f = a;
+        f.hidden = 4098;
+        f.x_dtype = f.y_dtype = f.weight_dtype = NORMJIT_DTYPE_F32;
+        fake_drv.smem_attribute = 0;
+        assert_int_equal(normjit_rmsnorm_fwd(ctx, &f, NULL), NORMJIT_OK);
+        assert_int_equal(fake_drv.smem_attribute, 48 * 1024);
+        assert_int_equal(fake_drv.last_smem, 48 * 1024);
+    }
     a.rows = 8;
     assert_int_equal(normjit_rmsnorm_fwd(ctx, &a, NULL), NORMJIT_OK);
     assert_int_equal(fake_drv.last_smem, 0);
