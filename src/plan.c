@@ -93,7 +93,7 @@ void nj_plan_heuristic(const nj_request *r, int arch, nj_plan *out)
     if (k->tpr >= 512 && row_bytes > NJ_MID_ROW_BYTES)
         k->occ = nj_plan_occ_target(&out->v);
     nj_plan_fit(out, arch);
-    k->wload = nj_plan_wload(&out->v);
+    nj_plan_bucket_knobs(&out->v, r->bucket);
 }
 
 void nj_plan_fit(nj_plan *p, int arch)
@@ -200,16 +200,17 @@ static int rpc_options(int tpr, int *out)
 
 #define NJ_MAX_LAYOUTS 64
 
-/* `v` (and `v` with an occupancy asked of the compiler) if legal; returns the new count. */
-static int add_candidate(nj_variant v, int arch, nj_variant *out, int n, int max)
+/* `v` (and outside the decode bucket `v` with an occupancy asked of the compiler) if legal;
+   returns the new count. */
+static int add_candidate(nj_variant v, int bucket, int arch, nj_variant *out, int n, int max)
 {
     int occ;
     v.k.occ = 0;
-    v.k.wload = nj_plan_wload(&v);
+    nj_plan_bucket_knobs(&v, bucket);
     if (n >= max || nj_variant_check(&v, arch) != NORMJIT_OK)
         return n;
     out[n++] = v;
-    if ((occ = nj_plan_occ_target(&v)) > 0 && n < max) {
+    if (bucket != NJ_BUCKET_DECODE && (occ = nj_plan_occ_target(&v)) > 0 && n < max) {
         v.k.occ = occ;
         out[n++] = v;
     }
@@ -240,22 +241,46 @@ int nj_plan_candidates(const nj_request *r, int arch, const nj_knobs *layout, nj
                a tuning table's record selects it. */
             if (v.k.storage == NJ_STORAGE_STAGED)
                 v.k.storage = NJ_STORAGE_REG;
-            n = add_candidate(v, arch, out, n, max);
+            n = add_candidate(v, r->bucket, arch, out, n, max);
         }
     }
     return n;
 }
 
 #define NJ_EARLY_WEIGHT_BYTES 32
+/* Registers of an SM, the most one thread may have, and what a thread needs beyond the
+   values it holds. */
+#define NJ_SM_REGISTERS 65536
+#define NJ_MAX_THREAD_REGS 255
+#define NJ_THREAD_BASE_REGS 24
 
-int nj_plan_wload(const nj_variant *v)
+static int wload_for(const nj_variant *v, int bucket)
 {
-    const int row_bytes_per_thread =
-        nj_variant_vectors_per_thread(v) * v->k.vec * nj_dtype_size(nj_spec_input_dtype(&v->s));
-    return v->k.storage != NJ_STORAGE_STREAM && !is_layernorm(v->s.op) &&
-                   row_bytes_per_thread <= NJ_EARLY_WEIGHT_BYTES
+    const int elems = nj_variant_vectors_per_thread(v) * v->k.vec;
+    const int row_bytes_per_thread = elems * nj_dtype_size(nj_spec_input_dtype(&v->s));
+    const int threads = v->k.tpr * v->k.rpc;
+    int regs, cap;
+    if (v->k.storage == NJ_STORAGE_STREAM)
+        return NJ_WLOAD_LATE;
+    if (bucket == NJ_BUCKET_DECODE && is_layernorm(v->s.op)) {
+        regs = (row_bytes_per_thread +
+                elems * nj_dtype_size(v->s.tw) * (is_layernorm(v->s.op) ? 2 : 1) + 3) / 4 +
+               NJ_THREAD_BASE_REGS;
+        cap = NJ_SM_REGISTERS / threads < NJ_MAX_THREAD_REGS ? NJ_SM_REGISTERS / threads
+                                                             : NJ_MAX_THREAD_REGS;
+        if (regs <= cap)
+            return NJ_WLOAD_EARLY;
+    }
+    return !is_layernorm(v->s.op) && row_bytes_per_thread <= NJ_EARLY_WEIGHT_BYTES
                ? NJ_WLOAD_EARLY
                : NJ_WLOAD_LATE;
+}
+
+void nj_plan_bucket_knobs(nj_variant *v, int bucket)
+{
+    if (bucket == NJ_BUCKET_DECODE)
+        v->k.occ = 0;
+    v->k.wload = wload_for(v, bucket);
 }
 
 int nj_plan_grid_options(int bucket, int *out, int max)
@@ -274,8 +299,8 @@ int nj_plan_occ_target(const nj_variant *v)
     const int threads = v->k.tpr * v->k.rpc;
     const int data_regs =
         nj_variant_vectors_per_thread(v) * v->k.vec * nj_dtype_size(nj_spec_input_dtype(&v->s)) / 4;
-    const int regs = data_regs + 24 > 40 ? data_regs + 24 : 40;
-    int occ = 65536 / (threads * regs);
+    const int regs = data_regs + NJ_THREAD_BASE_REGS > 40 ? data_regs + NJ_THREAD_BASE_REGS : 40;
+    int occ = NJ_SM_REGISTERS / (threads * regs);
     if (occ > NJ_MAX_SM_THREADS / threads)
         occ = NJ_MAX_SM_THREADS / threads;
     return occ >= 2 ? occ : 0;

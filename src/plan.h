@@ -39,16 +39,21 @@ void nj_plan_fit(nj_plan *p, int arch);
 int nj_plan_candidates(const nj_request *r, int arch, const nj_knobs *layout, nj_variant *out,
                        int max);
 /*
- * The wload knob a variant gets: the weights read with the row for the
- * RMSNorm family in registers when a thread holds at most 32 bytes of the row,
- * where the weights' round trip after the reduction measured 0.2-0.4 us of a
- * 2 us decode call and nothing at the seed shapes; at each vector's output
- * otherwise (48 bytes, 704-thread CTAs at hidden 16384, lost a third of the
- * bandwidth at 131072 rows; LayerNorm's weight and bias measured 1-2.5% slower
- * from 4096 x 8192 up; docs/PERFORMANCE.md). A function of the other knobs, so
- * every bucket of a configuration shares its kernel; it changes no arithmetic.
+ * The knobs a variant gets from its bucket, after its layout: wload, and in the
+ * decode bucket no occupancy. The weights are read with the row
+ *  - in the decode bucket, wherever they fit in registers beside the row: a
+ *    few rows leave each SM one CTA at most, so registers cost nothing there
+ *    and an occupancy asked of the compiler only caps them; the weights'
+ *    round trips after the reduction, one per vector a thread holds, were
+ *    0.1-0.6 us of a 2-3 us LayerNorm call (1 x 1024 to 1 x 8192 bf16);
+ *  - elsewhere, for the RMSNorm family when a thread holds at most 32 bytes of
+ *    the row (48 bytes, 704-thread CTAs at hidden 16384, lost a third of the
+ *    bandwidth at 131072 rows; LayerNorm's weight and bias measured 1-2.5%
+ *    slower from 4096 x 8192 up; docs/PERFORMANCE.md).
+ * Neither changes any arithmetic: every bucket of a configuration computes the
+ * same bits.
  */
-int nj_plan_wload(const nj_variant *v);
+void nj_plan_bucket_knobs(nj_variant *v, int bucket);
 
 /* The grid sizes (ctas_per_sm: 0 is one CTA per row group) worth trying for a bucket. */
 int nj_plan_grid_options(int bucket, int *out, int max);

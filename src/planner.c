@@ -28,7 +28,7 @@ static void plan_from(const nj_tuning *const *tables, int n, int arch, const nj_
     if (i == n)
         nj_plan_heuristic(&lr, arch, out);
     if (nj_spec_equal(&lr.s, &r->s)) {
-        out->v.k.wload = nj_plan_wload(&out->v);
+        nj_plan_bucket_knobs(&out->v, r->bucket);
         return;
     }
     /* The request's own record, where a table has one of the same layout. */
@@ -51,7 +51,7 @@ static void plan_from(const nj_tuning *const *tables, int n, int arch, const nj_
         out->v.k.storage != NJ_STORAGE_STREAM &&
         (r->s.quant != NORMJIT_QUANT_GROUP || nj_variant_vectors_per_thread(&out->v) <= 2))
         out->v.k.occ = nj_plan_occ_target(&out->v);
-    out->v.k.wload = nj_plan_wload(&out->v);
+    nj_plan_bucket_knobs(&out->v, r->bucket);
 }
 
 void nj_planner_plan(const nj_planner *p, const nj_request *r, nj_plan *out)

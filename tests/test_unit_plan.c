@@ -179,6 +179,61 @@ static void test_candidate_space(void **state)
         }
 }
 
+/* The decode bucket reads LayerNorm's weight and bias with the row wherever they fit in
+   registers, and asks for no occupancy; other buckets keep the record's occupancy and read them
+   at the output. Neither changes the layout. */
+static void test_bucket_knobs(void **state)
+{
+    static const struct {
+        int dtype;
+        int64_t hidden;
+        int tpr, storage, decode_wload;
+    } cases[] = {
+        {NORMJIT_DTYPE_BF16, 4096, 256, NJ_STORAGE_REG, NJ_WLOAD_EARLY},   /* 2 vectors a thread */
+        {NORMJIT_DTYPE_BF16, 8192, 256, NJ_STORAGE_REG, NJ_WLOAD_EARLY},   /* 4 */
+        {NORMJIT_DTYPE_F32, 32768, 1024, NJ_STORAGE_REG, NJ_WLOAD_LATE},   /* 120 registers */
+        {NORMJIT_DTYPE_BF16, 65536, 1024, NJ_STORAGE_STREAM, NJ_WLOAD_LATE},
+    };
+    size_t i;
+    (void)state;
+    for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        nj_request r = request(NORMJIT_OP_LAYERNORM, cases[i].dtype, cases[i].hidden);
+        nj_variant d, l;
+        d.s = r.s;
+        d.k.vec = r.vec;
+        d.k.tpr = cases[i].tpr;
+        d.k.rpc = d.k.cluster = 1;
+        d.k.storage = cases[i].storage;
+        d.k.occ = 6;
+        d.k.wload = NJ_WLOAD_LATE;
+        l = d;
+        nj_plan_bucket_knobs(&d, NJ_BUCKET_DECODE);
+        nj_plan_bucket_knobs(&l, NJ_BUCKET_LARGE);
+        assert_int_equal(d.k.wload, cases[i].decode_wload);
+        assert_int_equal(d.k.occ, 0);
+        assert_int_equal(l.k.wload, NJ_WLOAD_LATE);
+        assert_int_equal(l.k.occ, 6);
+        assert_true(nj_knobs_same_layout(&d.k, &l.k));
+    }
+    /* The RMSNorm family keeps one rule for every bucket: early up to 32 bytes of a row a
+       thread (two 16-byte vectors at 256 threads, not four at 128). */
+    for (i = 0; i < 2; i++) {
+        nj_request r = request(NORMJIT_OP_RMSNORM, NORMJIT_DTYPE_BF16, 4096);
+        nj_variant d, l;
+        d.s = r.s;
+        d.k.vec = r.vec;
+        d.k.tpr = i ? 128 : 256;
+        d.k.rpc = d.k.cluster = 1;
+        d.k.storage = NJ_STORAGE_REG;
+        d.k.occ = 0;
+        l = d;
+        nj_plan_bucket_knobs(&d, NJ_BUCKET_DECODE);
+        nj_plan_bucket_knobs(&l, NJ_BUCKET_LARGE);
+        assert_true(nj_variant_equal(&d, &l));
+        assert_int_equal(d.k.wload, i ? NJ_WLOAD_LATE : NJ_WLOAD_EARLY);
+    }
+}
+
 static void test_grid_options(void **state)
 {
     int g[8], n;
@@ -201,6 +256,7 @@ int main(void)
         cmocka_unit_test(test_cluster_and_storage_are_layout),
         cmocka_unit_test(test_candidate_space),
         cmocka_unit_test(test_grid_options),
+        cmocka_unit_test(test_bucket_knobs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
