@@ -42,7 +42,8 @@ static void check_table(const nj_tuning *t)
         FUZZ_CHECK(v->s.hidden >= 1 && v->s.hidden <= NJ_MAX_HIDDEN);
         FUZZ_CHECK(r->bucket >= 0 && r->bucket < NJ_BUCKETS);
         FUZZ_CHECK(v->k.vec >= 1 && v->k.tpr >= 1 && v->k.rpc >= 1 && v->k.cluster >= 1);
-        FUZZ_CHECK(v->k.storage == NJ_STORAGE_REG || v->k.storage == NJ_STORAGE_STREAM);
+        FUZZ_CHECK(v->k.storage == NJ_STORAGE_REG || v->k.storage == NJ_STORAGE_STREAM ||
+                   v->k.storage == NJ_STORAGE_STAGED);
         FUZZ_CHECK(r->us >= 0 && r->us <= 1e12);
     }
 }
