@@ -40,16 +40,18 @@ int nj_plan_candidates(const nj_request *r, int arch, const nj_knobs *layout, nj
                        int max);
 /*
  * The knobs a variant gets from its bucket, after its layout: wload, and in the
- * decode bucket no occupancy. The weights are read with the row
- *  - in the decode bucket, wherever they fit in registers beside the row: a
- *    few rows leave each SM one CTA at most, so registers cost nothing there
- *    and an occupancy asked of the compiler only caps them; the weights'
- *    round trips after the reduction, one per vector a thread holds, were
- *    0.1-0.6 us of a 2-3 us LayerNorm call (1 x 1024 to 1 x 8192 bf16);
- *  - elsewhere, for the RMSNorm family when a thread holds at most 32 bytes of
- *    the row (48 bytes, 704-thread CTAs at hidden 16384, lost a third of the
- *    bandwidth at 131072 rows; LayerNorm's weight and bias measured 1-2.5%
- *    slower from 4096 x 8192 up; docs/PERFORMANCE.md).
+ * decode bucket no occupancy (a few rows leave each SM one CTA at most, so an
+ * occupancy asked of the compiler only caps its registers). The weights are
+ * read with the row
+ *  - for the LayerNorm family in the decode bucket, wherever weight and bias
+ *    fit in registers beside the row: their round trips after the reductions,
+ *    one per vector a thread holds, were 0.1-0.6 us of a 2-3 us call (1 x 1024
+ *    to 1 x 8192 bf16, H100);
+ *  - for the RMSNorm family in every bucket, when a thread holds at most 32
+ *    bytes of the row (48 bytes, 704-thread CTAs at hidden 16384, lost a
+ *    third of the bandwidth at 131072 rows);
+ * otherwise at each vector's output (LayerNorm's weight and bias read early
+ * measured 1-2.5% slower from 4096 x 8192 up; docs/PERFORMANCE.md).
  * Neither changes any arithmetic: every bucket of a configuration computes the
  * same bits.
  */

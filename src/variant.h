@@ -63,7 +63,7 @@ typedef struct nj_knobs {
     int cluster; /* CTAs sharing one row through a thread-block cluster (sm_90+) */
     int storage; /* NJ_STORAGE_* */
     int occ;     /* CTAs per SM the compiler must fit (__launch_bounds__), 0: its choice */
-    int wload;   /* NJ_WLOAD_*: from the other knobs and the bucket (nj_plan_bucket_knobs); no arithmetic */
+    int wload;   /* NJ_WLOAD_*: from the knobs and bucket (nj_plan_bucket_knobs); no arithmetic */
 } nj_knobs;
 
 typedef struct nj_variant {

@@ -526,8 +526,9 @@ static void test_group_quant_plans_are_legal(void **state)
 }
 
 /* Staged storage: the kernel gets its two buffers of dynamic shared memory (the attribute set
-   for any size: the kernel's static shared memory counts against the same 48 KB), and a persistent grid no larger than the GPU holds at once; the decode
-   bucket's register layout counts as the same layout. */
+   for any size: the kernel's static shared memory counts against the same 48 KB), and a
+   persistent grid no larger than the GPU holds at once; the decode bucket's register layout
+   counts as the same layout. */
 static void test_staged_launch(void **state)
 {
     static const char table[] =

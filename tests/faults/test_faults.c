@@ -181,6 +181,19 @@ static const struct expected *expected_by_name(const char *name)
     return NULL;
 }
 
+/* The source and name of the kernel `ctx` plans for (op, hidden) in `bucket`. */
+static void render_bucket(normjit_ctx *ctx, int op, int64_t hidden, int bucket, nj_buf *src,
+                          char name[NJ_KERNEL_NAME_MAX])
+{
+    const nj_templates *templates;
+    nj_request r;
+    nj_plan plan;
+    assert_int_equal(nj_templates_get(&templates), NORMJIT_OK);
+    request_of(op, hidden, bucket, &r);
+    nj_planner_plan(&ctx->planner, &r, &plan);
+    assert_int_equal(nj_render(templates, &plan.v, src, name), NORMJIT_OK);
+}
+
 /*
  * Compile, with the real NVRTC and without the library's cache, every kernel
  * `ctx` would use for (op, hidden) in any bucket; return the decode one's.
@@ -188,22 +201,16 @@ static const struct expected *expected_by_name(const char *name)
 static const struct expected *expect_kernel(normjit_ctx *ctx, int op, int64_t hidden)
 {
     const struct expected *first = NULL;
-    const nj_templates *templates;
     nj_target target;
     int bucket, status;
 
-    assert_int_equal(nj_templates_get(&templates), NORMJIT_OK);
     assert_int_equal(nj_target_init(&target, real_nvrtc, ctx->arch), NORMJIT_OK);
     assert_true(target.cubin);
     for (bucket = 0; bucket < NJ_BUCKETS; bucket++) {
         char name[NJ_KERNEL_NAME_MAX];
         const struct expected *e;
         nj_buf src = {0};
-        nj_request r;
-        nj_plan plan;
-        request_of(op, hidden, bucket, &r);
-        nj_planner_plan(&ctx->planner, &r, &plan);
-        assert_int_equal(nj_render(templates, &plan.v, &src, name), NORMJIT_OK);
+        render_bucket(ctx, op, hidden, bucket, &src, name);
         if (!(e = expected_by_name(name))) {
             struct expected *n;
             assert_true(n_expected < MAX_EXPECTED);
@@ -229,16 +236,10 @@ static const struct expected *expect_kernel(normjit_ctx *ctx, int op, int64_t hi
 static int kernels_of(normjit_ctx *ctx, int op, int64_t hidden)
 {
     char names[NJ_BUCKETS][NJ_KERNEL_NAME_MAX];
-    const nj_templates *templates;
     int bucket, i, n = 0;
-    assert_int_equal(nj_templates_get(&templates), NORMJIT_OK);
     for (bucket = 0; bucket < NJ_BUCKETS; bucket++) {
         nj_buf src = {0};
-        nj_request r;
-        nj_plan plan;
-        request_of(op, hidden, bucket, &r);
-        nj_planner_plan(&ctx->planner, &r, &plan);
-        assert_int_equal(nj_render(templates, &plan.v, &src, names[n]), NORMJIT_OK);
+        render_bucket(ctx, op, hidden, bucket, &src, names[n]);
         nj_buf_free(&src);
         for (i = 0; i < n && strcmp(names[i], names[n]); i++)
             ;
