@@ -236,9 +236,10 @@ int nj_plan_candidates(const nj_request *r, int arch, const nj_knobs *layout, nj
             v.s = r->s;
             v.k = lay[i];
             v.k.rpc = rpcs[j];
-            /* A held row in registers. Staged storage is not tried yet: its kernels have
-               compiled for every architecture but not yet run on a GPU (docs/PERFORMANCE.md);
-               a tuning table's record selects it. */
+            /* A held row in registers. Staged storage is not tried: on the H100 it gained at
+               most 2-3% on a few shapes and lost up to 20% elsewhere, where the same layout in
+               registers on the same grid did as well (docs/PERFORMANCE.md); a tuning table's
+               record still selects it. */
             if (v.k.storage == NJ_STORAGE_STAGED)
                 v.k.storage = NJ_STORAGE_REG;
             n = add_candidate(v, r->bucket, arch, out, n, max);

@@ -169,7 +169,7 @@ static void test_candidate_space(void **state)
                     assert_false(nj_variant_equal(&v[j], &v[k]));
             }
             assert_true(has_heuristic_layout);
-            /* Staged storage only through a tuning table's record, for now. */
+            /* Staged storage only through a tuning table's record. */
             assert_int_equal(staged, 0);
             /* A fixed layout: only rows per CTA and occupancy vary. */
             m = nj_plan_candidates(&r, arch, &v[0].k, w, 400);
