@@ -179,6 +179,22 @@ static void test_candidate_space(void **state)
         }
 }
 
+/* A variant of `op` at `hidden` with `tpr` threads a row, one row per CTA, no cluster. */
+static nj_variant held_variant(int op, int dtype, int64_t hidden, int tpr, int storage, int occ)
+{
+    nj_request r = request(op, dtype, hidden);
+    nj_variant v;
+    memset(&v, 0, sizeof v);
+    v.s = r.s;
+    v.k.vec = r.vec;
+    v.k.tpr = tpr;
+    v.k.rpc = v.k.cluster = 1;
+    v.k.storage = storage;
+    v.k.occ = occ;
+    v.k.wload = NJ_WLOAD_LATE;
+    return v;
+}
+
 /* The decode bucket reads LayerNorm's weight and bias with the row wherever they fit in
    registers, and asks for no occupancy; other buckets keep the record's occupancy and read them
    at the output. Neither changes the layout. */
@@ -197,16 +213,9 @@ static void test_bucket_knobs(void **state)
     size_t i;
     (void)state;
     for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        nj_request r = request(NORMJIT_OP_LAYERNORM, cases[i].dtype, cases[i].hidden);
-        nj_variant d, l;
-        d.s = r.s;
-        d.k.vec = r.vec;
-        d.k.tpr = cases[i].tpr;
-        d.k.rpc = d.k.cluster = 1;
-        d.k.storage = cases[i].storage;
-        d.k.occ = 6;
-        d.k.wload = NJ_WLOAD_LATE;
-        l = d;
+        nj_variant d = held_variant(NORMJIT_OP_LAYERNORM, cases[i].dtype, cases[i].hidden,
+                                    cases[i].tpr, cases[i].storage, 6),
+                   l = d;
         nj_plan_bucket_knobs(&d, NJ_BUCKET_DECODE);
         nj_plan_bucket_knobs(&l, NJ_BUCKET_LARGE);
         assert_int_equal(d.k.wload, cases[i].decode_wload);
@@ -218,15 +227,9 @@ static void test_bucket_knobs(void **state)
     /* The RMSNorm family keeps one rule for every bucket: early up to 32 bytes of a row a
        thread (two 16-byte vectors at 256 threads, not four at 128). */
     for (i = 0; i < 2; i++) {
-        nj_request r = request(NORMJIT_OP_RMSNORM, NORMJIT_DTYPE_BF16, 4096);
-        nj_variant d, l;
-        d.s = r.s;
-        d.k.vec = r.vec;
-        d.k.tpr = i ? 128 : 256;
-        d.k.rpc = d.k.cluster = 1;
-        d.k.storage = NJ_STORAGE_REG;
-        d.k.occ = 0;
-        l = d;
+        nj_variant d = held_variant(NORMJIT_OP_RMSNORM, NORMJIT_DTYPE_BF16, 4096, i ? 128 : 256,
+                                    NJ_STORAGE_REG, 0),
+                   l = d;
         nj_plan_bucket_knobs(&d, NJ_BUCKET_DECODE);
         nj_plan_bucket_knobs(&l, NJ_BUCKET_LARGE);
         assert_true(nj_variant_equal(&d, &l));
