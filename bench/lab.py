@@ -18,6 +18,8 @@ A variant is written "op-independent knobs,define=value,...":
                                      per row group); g=-1: as many as the GPU holds at once
     table                            the shipped H100 tuning table's knobs for the shape
     NJ_WLOAD=1                       any template #define
+    dir=PATH                         templates from PATH (relative to the project) instead of
+                                     --kernel-dir: a template change timed beside the original
 (the experiments below list theirs).
 
 usage: python3 bench/lab.py --out DIR --experiment decode|wide|seed|... [--variant ...]
@@ -191,7 +193,7 @@ def parse_variant(text, case):
             defines[k] = v
         else:
             k, v = word.split("=", 1)
-            knobs[k] = v if k == "s" else int(v)
+            knobs[k] = v if k in ("s", "dir") else int(v)
     if knobs["t"] is None or not legal(case, knobs):
         return None
     return knobs, defines
@@ -238,6 +240,8 @@ def render(case, knobs, defines, kernel_dir, name):
     if fused.is_add(case.op):
         src += f"#define NJ_TR {tr}\n"
     src += "".join(f"#define {k} {v}\n" for k, v in defines.items())
+    if "dir" in knobs:
+        kernel_dir = os.path.join(ROOT, knobs["dir"])
     for f in ("params.h", "common.cuh", template):
         src += f'#line 1 "{f}"\n' + open(os.path.join(kernel_dir, f)).read() + "\n"
     return src
@@ -390,6 +394,32 @@ EXPERIMENTS = {
         + [("rmsnorm", BF16, 1, 4096), ("add_rmsnorm", BF16, 1, 4096)],
         variants=["late=table,NJ_WLOAD=0"],
         peers=["normjit", "liger", "triton"]),
+    "decode_first": dict(
+        # a template change (--kernel-dir's or dir=) beside the library and the original
+        graph=True,
+        shapes=[(op, BF16, rows, h) for op in ("layernorm", "rmsnorm", "add_layernorm", "add_rmsnorm")
+                for h in (1024, 4096, 8192, 16384) for rows in (1, 64, 256)],
+        variants=["early=table,NJ_WLOAD=1", "late=table,NJ_WLOAD=0",
+                  "a_early=table,NJ_WLOAD=1,dir=.kernel-alt", "a_late=table,NJ_WLOAD=0,dir=.kernel-alt"],
+        peers=["normjit", "liger", "triton"]),
+    "wide_rg": dict(
+        # register layouts on a grid the GPU holds at once, beside the table's choice
+        graph=False,
+        shapes=[(op, BF16, rows, h) for rows, h in ((512, 65536), (512, 131072), (256, 262144),
+                                                    (512, 32768))
+                for op in ("rmsnorm", "layernorm", "add_rmsnorm", "add_layernorm")],
+        variants=["table=table"] + [f"rg_c{c}t{t}=t={t},c={c},g=-1"
+                                    for c, t in ((1, 512), (1, 1024), (2, 512), (2, 1024),
+                                                 (4, 512), (4, 1024), (8, 512), (8, 1024))],
+        peers=["normjit"]),
+    "wide_ln": dict(
+        # LayerNorm at 65536: the table's layout beside 1024 threads a row on a resident grid
+        graph=False,
+        shapes=[(op, dt, rows, 65536) for op in ("layernorm", "add_layernorm")
+                for dt in (BF16, torch.float16) for rows in (64, 512, 2048)],
+        variants=["table=table", "rg_c1t1024=t=1024,c=1,g=-1", "c2t512o2=t=512,c=2,o=2,g=8",
+                  "s1024=s=stream,t=1024"],
+        peers=["normjit"]),
     "wide": dict(
         graph=False,
         shapes=[(op, BF16, rows, h) for op in ("rmsnorm", "layernorm", "add_rmsnorm", "add_layernorm")
