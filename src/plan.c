@@ -263,9 +263,10 @@ static int wload_for(const nj_variant *v, int bucket)
     int regs, cap;
     if (v->k.storage == NJ_STORAGE_STREAM)
         return NJ_WLOAD_LATE;
-    if (bucket == NJ_BUCKET_DECODE && is_layernorm(v->s.op)) {
-        /* The row, its weights and its bias. */
-        regs = (row_bytes_per_thread + 2 * elems * nj_dtype_size(v->s.tw) + 3) / 4 +
+    if (bucket == NJ_BUCKET_DECODE) {
+        /* The row, its weights and LayerNorm's bias. */
+        const int tensors = is_layernorm(v->s.op) ? 2 : 1;
+        regs = (row_bytes_per_thread + tensors * elems * nj_dtype_size(v->s.tw) + 3) / 4 +
                NJ_THREAD_BASE_REGS;
         cap = NJ_SM_REGISTERS / threads < NJ_MAX_THREAD_REGS ? NJ_SM_REGISTERS / threads
                                                              : NJ_MAX_THREAD_REGS;

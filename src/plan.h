@@ -43,12 +43,12 @@ int nj_plan_candidates(const nj_request *r, int arch, const nj_knobs *layout, nj
  * decode bucket no occupancy (a few rows leave each SM one CTA at most, so an
  * occupancy asked of the compiler only caps its registers). The weights are
  * read with the row
- *  - for the LayerNorm family in the decode bucket, wherever weight and bias
- *    fit in registers beside the row: their round trips after the reductions,
- *    one per vector a thread holds, were 0.1-0.6 us of a 2-3 us call (1 x 1024
- *    to 1 x 8192 bf16, H100);
- *  - for the RMSNorm family in every bucket, when a thread holds at most 32
- *    bytes of the row (48 bytes, 704-thread CTAs at hidden 16384, lost a
+ *  - in the decode bucket, wherever they (LayerNorm's weight and bias) fit in
+ *    registers beside the row: their round trips after the reductions, one per
+ *    vector a thread holds, were 0.1-0.6 us of a 2-4 us call (1 x 1024 to
+ *    64 x 16384 bf16, H100);
+ *  - for the RMSNorm family in the other buckets, when a thread holds at most
+ *    32 bytes of the row (48 bytes, 704-thread CTAs at hidden 16384, lost a
  *    third of the bandwidth at 131072 rows);
  * otherwise at each vector's output (LayerNorm's weight and bias read early
  * measured 1-2.5% slower from 4096 x 8192 up; docs/PERFORMANCE.md).

@@ -224,16 +224,20 @@ static void test_bucket_knobs(void **state)
         assert_int_equal(l.k.occ, 6);
         assert_true(nj_knobs_same_layout(&d.k, &l.k));
     }
-    /* The RMSNorm family keeps one rule for every bucket: early up to 32 bytes of a row a
-       thread (two 16-byte vectors at 256 threads, not four at 128). */
-    for (i = 0; i < 2; i++) {
-        nj_variant d = held_variant(NORMJIT_OP_RMSNORM, NORMJIT_DTYPE_BF16, 4096, i ? 128 : 256,
+    /* The RMSNorm family outside the decode bucket: early up to 32 bytes of a row a thread
+       (two 16-byte vectors at 256 threads, not four at 128); in it wherever the weights fit
+       (four vectors and their weights at 128 threads; not 64 at 1024 threads, f32). */
+    for (i = 0; i < 3; i++) {
+        nj_variant d = held_variant(NORMJIT_OP_RMSNORM, i == 2 ? NORMJIT_DTYPE_F32
+                                                               : NORMJIT_DTYPE_BF16,
+                                    i == 2 ? 65536 : 4096, i == 2 ? 1024 : i ? 128 : 256,
                                     NJ_STORAGE_REG, 0),
                    l = d;
         nj_plan_bucket_knobs(&d, NJ_BUCKET_DECODE);
         nj_plan_bucket_knobs(&l, NJ_BUCKET_LARGE);
-        assert_true(nj_variant_equal(&d, &l));
-        assert_int_equal(d.k.wload, i ? NJ_WLOAD_LATE : NJ_WLOAD_EARLY);
+        assert_true(nj_knobs_same_layout(&d.k, &l.k));
+        assert_int_equal(d.k.wload, i == 2 ? NJ_WLOAD_LATE : NJ_WLOAD_EARLY);
+        assert_int_equal(l.k.wload, i ? NJ_WLOAD_LATE : NJ_WLOAD_EARLY);
     }
 }
 
