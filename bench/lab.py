@@ -402,6 +402,13 @@ EXPERIMENTS = {
         variants=["early=table,NJ_WLOAD=1", "late=table,NJ_WLOAD=0",
                   "a_early=table,NJ_WLOAD=1,dir=.kernel-alt", "a_late=table,NJ_WLOAD=0,dir=.kernel-alt"],
         peers=["normjit", "liger", "triton"]),
+    "decode_rms": dict(
+        # the RMSNorm family's decode plans (weights read with the row where they fit)
+        graph=True,
+        shapes=[(op, BF16, rows, h) for op in ("rmsnorm", "add_rmsnorm")
+                for h in (16384, 1024, 4096, 8192, 5120) for rows in (1, 64)],
+        variants=["late=table,NJ_WLOAD=0", "early=table,NJ_WLOAD=1"],
+        peers=["normjit", "liger", "triton"]),
     "wide_rg": dict(
         # register layouts on a grid the GPU holds at once, beside the table's choice
         graph=False,
