@@ -195,9 +195,9 @@ static nj_variant held_variant(int op, int dtype, int64_t hidden, int tpr, int s
     return v;
 }
 
-/* The decode bucket reads LayerNorm's weight and bias with the row wherever they fit in
-   registers, and asks for no occupancy; other buckets keep the record's occupancy and read them
-   at the output. Neither changes the layout. */
+/* The decode bucket reads the weights (LayerNorm's bias too) with the row wherever they fit in
+   registers, and asks for no occupancy; other buckets keep the record's occupancy and read
+   LayerNorm's at the output. Neither changes the layout. */
 static void test_bucket_knobs(void **state)
 {
     static const struct {
@@ -209,6 +209,15 @@ static void test_bucket_knobs(void **state)
         {NORMJIT_DTYPE_BF16, 8192, 256, NJ_STORAGE_REG, NJ_WLOAD_EARLY},   /* 4 */
         {NORMJIT_DTYPE_F32, 32768, 1024, NJ_STORAGE_REG, NJ_WLOAD_LATE},   /* 120 registers */
         {NORMJIT_DTYPE_BF16, 65536, 1024, NJ_STORAGE_STREAM, NJ_WLOAD_LATE},
+    };
+    static const struct {
+        int dtype;
+        int64_t hidden;
+        int tpr, decode_wload, other_wload;
+    } rms[] = {
+        {NORMJIT_DTYPE_BF16, 4096, 256, NJ_WLOAD_EARLY, NJ_WLOAD_EARLY},  /* 32 bytes a thread */
+        {NORMJIT_DTYPE_BF16, 4096, 128, NJ_WLOAD_EARLY, NJ_WLOAD_LATE},   /* 64 */
+        {NORMJIT_DTYPE_F32, 65536, 1024, NJ_WLOAD_LATE, NJ_WLOAD_LATE},   /* 152 registers */
     };
     size_t i;
     (void)state;
@@ -224,20 +233,17 @@ static void test_bucket_knobs(void **state)
         assert_int_equal(l.k.occ, 6);
         assert_true(nj_knobs_same_layout(&d.k, &l.k));
     }
-    /* The RMSNorm family outside the decode bucket: early up to 32 bytes of a row a thread
-       (two 16-byte vectors at 256 threads, not four at 128); in it wherever the weights fit
-       (four vectors and their weights at 128 threads; not 64 at 1024 threads, f32). */
-    for (i = 0; i < 3; i++) {
-        nj_variant d = held_variant(NORMJIT_OP_RMSNORM, i == 2 ? NORMJIT_DTYPE_F32
-                                                               : NORMJIT_DTYPE_BF16,
-                                    i == 2 ? 65536 : 4096, i == 2 ? 1024 : i ? 128 : 256,
+    /* The RMSNorm family: outside the decode bucket early up to 32 bytes of a row a thread;
+       in it wherever the weights fit beside the row. */
+    for (i = 0; i < sizeof rms / sizeof rms[0]; i++) {
+        nj_variant d = held_variant(NORMJIT_OP_RMSNORM, rms[i].dtype, rms[i].hidden, rms[i].tpr,
                                     NJ_STORAGE_REG, 0),
                    l = d;
         nj_plan_bucket_knobs(&d, NJ_BUCKET_DECODE);
         nj_plan_bucket_knobs(&l, NJ_BUCKET_LARGE);
         assert_true(nj_knobs_same_layout(&d.k, &l.k));
-        assert_int_equal(d.k.wload, i == 2 ? NJ_WLOAD_LATE : NJ_WLOAD_EARLY);
-        assert_int_equal(l.k.wload, i ? NJ_WLOAD_LATE : NJ_WLOAD_EARLY);
+        assert_int_equal(d.k.wload, rms[i].decode_wload);
+        assert_int_equal(l.k.wload, rms[i].other_wload);
     }
 }
 
