@@ -196,54 +196,46 @@ static nj_variant held_variant(int op, int dtype, int64_t hidden, int tpr, int s
 }
 
 /* The decode bucket reads the weights (LayerNorm's bias too) with the row wherever they fit in
-   registers, and asks for no occupancy; other buckets keep the record's occupancy and read
-   LayerNorm's at the output. Neither changes the layout. */
+   registers, and asks for no occupancy; other buckets keep the record's occupancy and read the
+   weights early only for the RMSNorm family up to 32 bytes of a row a thread. Neither changes
+   the layout. */
 static void test_bucket_knobs(void **state)
 {
-    static const struct {
-        int dtype;
-        int64_t hidden;
-        int tpr, storage, decode_wload;
-    } cases[] = {
-        {NORMJIT_DTYPE_BF16, 4096, 256, NJ_STORAGE_REG, NJ_WLOAD_EARLY},   /* 2 vectors a thread */
-        {NORMJIT_DTYPE_BF16, 8192, 256, NJ_STORAGE_REG, NJ_WLOAD_EARLY},   /* 4 */
-        {NORMJIT_DTYPE_F32, 32768, 1024, NJ_STORAGE_REG, NJ_WLOAD_LATE},   /* 120 registers */
-        {NORMJIT_DTYPE_BF16, 65536, 1024, NJ_STORAGE_STREAM, NJ_WLOAD_LATE},
+    enum {
+        LN = NORMJIT_OP_LAYERNORM,
+        RMS = NORMJIT_OP_RMSNORM,
+        BF16 = NORMJIT_DTYPE_BF16,
+        F32 = NORMJIT_DTYPE_F32,
+        REG = NJ_STORAGE_REG,
+        EARLY = NJ_WLOAD_EARLY,
+        LATE = NJ_WLOAD_LATE
     };
     static const struct {
-        int dtype;
+        int op, dtype;
         int64_t hidden;
-        int tpr, decode_wload, other_wload;
-    } rms[] = {
-        {NORMJIT_DTYPE_BF16, 4096, 256, NJ_WLOAD_EARLY, NJ_WLOAD_EARLY},  /* 32 bytes a thread */
-        {NORMJIT_DTYPE_BF16, 4096, 128, NJ_WLOAD_EARLY, NJ_WLOAD_LATE},   /* 64 */
-        {NORMJIT_DTYPE_F32, 65536, 1024, NJ_WLOAD_LATE, NJ_WLOAD_LATE},   /* 152 registers */
+        int tpr, storage, decode_wload, other_wload;
+    } cases[] = {
+        {LN, BF16, 4096, 256, REG, EARLY, LATE},               /* 2 vectors a thread */
+        {LN, BF16, 8192, 256, REG, EARLY, LATE},               /* 4 */
+        {LN, F32, 32768, 1024, REG, LATE, LATE},               /* 120 registers */
+        {LN, BF16, 65536, 1024, NJ_STORAGE_STREAM, LATE, LATE},
+        {RMS, BF16, 4096, 256, REG, EARLY, EARLY},             /* 32 bytes a thread */
+        {RMS, BF16, 4096, 128, REG, EARLY, LATE},              /* 64 */
+        {RMS, F32, 65536, 1024, REG, LATE, LATE},              /* 152 registers */
     };
     size_t i;
     (void)state;
     for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        nj_variant d = held_variant(NORMJIT_OP_LAYERNORM, cases[i].dtype, cases[i].hidden,
-                                    cases[i].tpr, cases[i].storage, 6),
+        nj_variant d = held_variant(cases[i].op, cases[i].dtype, cases[i].hidden, cases[i].tpr,
+                                    cases[i].storage, 6),
                    l = d;
         nj_plan_bucket_knobs(&d, NJ_BUCKET_DECODE);
         nj_plan_bucket_knobs(&l, NJ_BUCKET_LARGE);
         assert_int_equal(d.k.wload, cases[i].decode_wload);
         assert_int_equal(d.k.occ, 0);
-        assert_int_equal(l.k.wload, NJ_WLOAD_LATE);
+        assert_int_equal(l.k.wload, cases[i].other_wload);
         assert_int_equal(l.k.occ, 6);
         assert_true(nj_knobs_same_layout(&d.k, &l.k));
-    }
-    /* The RMSNorm family: outside the decode bucket early up to 32 bytes of a row a thread;
-       in it wherever the weights fit beside the row. */
-    for (i = 0; i < sizeof rms / sizeof rms[0]; i++) {
-        nj_variant d = held_variant(NORMJIT_OP_RMSNORM, rms[i].dtype, rms[i].hidden, rms[i].tpr,
-                                    NJ_STORAGE_REG, 0),
-                   l = d;
-        nj_plan_bucket_knobs(&d, NJ_BUCKET_DECODE);
-        nj_plan_bucket_knobs(&l, NJ_BUCKET_LARGE);
-        assert_true(nj_knobs_same_layout(&d.k, &l.k));
-        assert_int_equal(d.k.wload, rms[i].decode_wload);
-        assert_int_equal(l.k.wload, rms[i].other_wload);
     }
 }
 
