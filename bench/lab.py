@@ -386,16 +386,9 @@ EXPERIMENTS = {
                 for h in (1024, 2048, 4096, 5120, 8192, 16384) for rows in (1, 64, 256)],
         variants=_decode_variants(),
         peers=["normjit", "liger", "triton"]),
-    "decode_lib": dict(
-        # the library's plans against its plans with the weights read at the output
-        graph=True,
-        shapes=[(op, BF16, rows, h) for op in ("layernorm", "add_layernorm")
-                for h in (1024, 2048, 4096, 8192, 16384) for rows in (1, 64, 256)]
-        + [("rmsnorm", BF16, 1, 4096), ("add_rmsnorm", BF16, 1, 4096)],
-        variants=["late=table,NJ_WLOAD=0"],
-        peers=["normjit", "liger", "triton"]),
     "decode_first": dict(
-        # a template change (--kernel-dir's or dir=) beside the library and the original
+        # the library, its table layouts with the weights early and late, and the same with
+        # the templates of a modified copy in .kernel-alt (git-ignored): a template change
         graph=True,
         shapes=[(op, BF16, rows, h) for op in ("layernorm", "rmsnorm", "add_layernorm", "add_rmsnorm")
                 for h in (1024, 4096, 8192, 16384) for rows in (1, 64, 256)],
